@@ -1,0 +1,1491 @@
+"""The engine: `Engine.apply(batch)` is a pure function of the log.
+
+Strategy (DESIGN.md section 1): the same batches applied to the same state give the same
+events and state on every machine. So: integers only, time only from the batch (never
+earlier than the previous batch's), ids assigned here in sequence, no iteration whose order
+could differ between processes (dicts are iterated in insertion order, which the canonical
+state restores; anything that emits events in a loop walks a sorted or queue order).
+
+Every command yields exactly one outcome event first (accepted, or CommandRejected with the
+rule that failed, checked in the fixed precedence of docs/engine.md), then its domain
+events. A rejected command changes nothing but the account's event counter. The engine
+never raises on input; an AssertionError here is a bug, and the node must stop.
+
+Events are written in canonical form (the tuples `Record.to_canonical` gives), because this
+is the hot path; `AppliedBatch.typed_events()` turns them into dataclasses.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import heapq
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import msgpack
+
+from . import constants as limits
+from .codes import (
+    BookSide,
+    CancelReason,
+    Liquidity,
+    MarketKind,
+    MarketStatus,
+    OrderFlag,
+    OrderType,
+    Reject,
+    SelfTradePrevention,
+    Side,
+    TimeInForce,
+)
+from .commands import (
+    Batch,
+    CancelOrder,
+    ConfigureMarket,
+    CreateAccount,
+    CreateMarket,
+    Deposit,
+    MassCancel,
+    NewOrder,
+    ReplaceOrder,
+    SetMarketStatus,
+    SettleMarket,
+    Withdraw,
+)
+from .events import (
+    EVENTS,
+    AccountCreated,
+    CommandRejected,
+    Deposited,
+    LevelUpdated,
+    MarketConfigured,
+    MarketCreated,
+    MarketSettled,
+    MarketStatusChanged,
+    MassCancelled,
+    OrderAccepted,
+    OrderCancelled,
+    OrderFilled,
+    OrderReplaced,
+    PositionSettled,
+    TradePrinted,
+    Withdrawn,
+)
+from .fees import fee_cents
+from .model import (
+    Account,
+    AccountMarket,
+    Level,
+    Market,
+    Order,
+    required_hold,
+    resting_orders,
+    taker_fee_bound,
+)
+
+# Plain ints for the hot path (an IntEnum attribute lookup costs more than a compare).
+_PAYOUT = limits.contract_payout_cents
+_ID_MAX = limits.id_max
+_QTY_MAX = limits.order_quantity_max
+
+_BUY_YES, _SELL_YES, _BUY_NO, _SELL_NO = (int(s) for s in Side)
+_LIMIT, _MARKET = int(OrderType.LIMIT), int(OrderType.MARKET)
+_GTC, _IOC, _FOK, _GTD = (int(t) for t in TimeInForce)
+_POST_ONLY, _REDUCE_ONLY = int(OrderFlag.POST_ONLY), int(OrderFlag.REDUCE_ONLY)
+_FLAGS_ALL = _POST_ONLY | _REDUCE_ONLY
+_STP_RESTING = int(SelfTradePrevention.CANCEL_RESTING)
+_STP_AGGRESSING = int(SelfTradePrevention.CANCEL_AGGRESSING)
+_STP_BOTH = int(SelfTradePrevention.CANCEL_BOTH)
+_MAKER, _TAKER = int(Liquidity.MAKER), int(Liquidity.TAKER)
+_BID, _ASK = int(BookSide.BID), int(BookSide.ASK)
+_PROPOSED, _OPEN, _HALTED, _CLOSED, _SETTLED = (int(s) for s in MarketStatus)
+_BINARY, _SCALAR = int(MarketKind.BINARY), int(MarketKind.SCALAR)
+
+_EV_ACCEPTED = OrderAccepted.CODE
+_EV_REJECTED = CommandRejected.CODE
+_EV_FILLED = OrderFilled.CODE
+_EV_CANCELLED = OrderCancelled.CODE
+_EV_REPLACED = OrderReplaced.CODE
+_EV_MASS_CANCELLED = MassCancelled.CODE
+_EV_ACCOUNT_CREATED = AccountCreated.CODE
+_EV_DEPOSITED = Deposited.CODE
+_EV_WITHDRAWN = Withdrawn.CODE
+_EV_POSITION_SETTLED = PositionSettled.CODE
+_EV_MARKET_CREATED = MarketCreated.CODE
+_EV_STATUS = MarketStatusChanged.CODE
+_EV_CONFIGURED = MarketConfigured.CODE
+_EV_LEVEL = LevelUpdated.CODE
+_EV_TRADE = TradePrinted.CODE
+_EV_SETTLED = MarketSettled.CODE
+
+_R = Reject  # reasons are looked up once per reject, never on the accepted path
+
+_TICKER = re.compile(r"[A-Z0-9][A-Z0-9._-]*\Z")
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]*\Z")
+_BANK_REFERENCE = re.compile(r"[\x21-\x7e]+\Z")  # printable ASCII, no spaces
+
+_STATUS_TRANSITIONS = {
+    (_PROPOSED, _OPEN),
+    (_PROPOSED, _CLOSED),
+    (_OPEN, _HALTED),
+    (_OPEN, _CLOSED),
+    (_HALTED, _OPEN),
+    (_HALTED, _CLOSED),
+}
+
+STATE_HASH_SIZE = 32
+
+
+@dataclass(frozen=True, slots=True)
+class AppliedBatch:
+    """What one batch did. `events` are canonical tuples; command i's events are
+    `events[outcome_offsets[i]:outcome_offsets[i + 1]]`, its outcome first. Events before
+    `outcome_offsets[0]` came from time passing (expiries, markets closing)."""
+
+    index: int
+    time_ms: int
+    events: tuple[tuple[Any, ...], ...]
+    outcome_offsets: tuple[int, ...]
+    state_hash: bytes
+
+    def typed_events(self) -> list[Any]:
+        return [EVENTS.from_canonical(event) for event in self.events]
+
+    def command_events(self, position: int) -> tuple[tuple[Any, ...], ...]:
+        start = self.outcome_offsets[position]
+        end = (
+            self.outcome_offsets[position + 1]
+            if position + 1 < len(self.outcome_offsets)
+            else len(self.events)
+        )
+        return self.events[start:end]
+
+
+class Engine:
+    """The deterministic matching, clearing and settlement core of one exchange."""
+
+    def __init__(self) -> None:
+        self.time_ms = 0
+        self.batches_applied = 0
+        self.state_hash = bytes(STATE_HASH_SIZE)
+        self.accounts: dict[int, Account] = {}
+        self.account_ids_by_name: dict[str, int] = {}
+        self.markets: dict[int, Market] = {}
+        self.market_ids_by_ticker: dict[str, int] = {}
+        self.orders: dict[int, Order] = {}  # every open order by order_id
+        self.next_account_id = 1
+        self.next_market_id = 1
+        self.next_order_id = 1
+        self.next_trade_id = 1
+        self.bank_references: set[str] = set()  # membership only, never iterated
+        self.fees_collected = 0
+        self.deposits_total = 0
+        self.withdrawals_total = 0
+        # (expire_time_ms, order_id) of GTD orders; entries of orders no longer open stay
+        # until they come up or the heap is rebuilt (gtd_open counts the live ones).
+        self.gtd_heap: list[tuple[int, int]] = []
+        self.gtd_open = 0
+        self.close_heap: list[tuple[int, int]] = []  # (close_time_ms, market_id)
+        self._events: list[tuple[Any, ...]] = []
+        self._dirty_levels: list[Level] = []
+        self._packer = msgpack.Packer(use_bin_type=True)
+        self._handlers = {
+            NewOrder.CODE: (len(NewOrder.FIELDS) + 1, self._new_order),
+            CancelOrder.CODE: (len(CancelOrder.FIELDS) + 1, self._cancel_order),
+            ReplaceOrder.CODE: (len(ReplaceOrder.FIELDS) + 1, self._replace_order),
+            MassCancel.CODE: (len(MassCancel.FIELDS) + 1, self._mass_cancel),
+            CreateAccount.CODE: (len(CreateAccount.FIELDS) + 1, self._create_account),
+            Deposit.CODE: (len(Deposit.FIELDS) + 1, self._deposit),
+            Withdraw.CODE: (len(Withdraw.FIELDS) + 1, self._withdraw),
+            CreateMarket.CODE: (len(CreateMarket.FIELDS) + 1, self._create_market),
+            SetMarketStatus.CODE: (len(SetMarketStatus.FIELDS) + 1, self._set_market_status),
+            SettleMarket.CODE: (len(SettleMarket.FIELDS) + 1, self._settle_market),
+            ConfigureMarket.CODE: (len(ConfigureMarket.FIELDS) + 1, self._configure_market),
+        }
+
+    # -- The log ------------------------------------------------------------------------------
+
+    def apply(self, batch: Batch) -> AppliedBatch:
+        """Apply one batch; return its events. Never raises on any input."""
+        events: list[tuple[Any, ...]] = []
+        self._events = events
+        offsets: list[int] = []
+        time_ms = getattr(batch, "time_ms", None)
+        commands = getattr(batch, "commands", None)
+        if type(commands) is not tuple and type(commands) is not list:
+            commands = ()
+        if type(time_ms) is not int or not 0 <= time_ms <= limits.time_ms_max:
+            for command in commands:
+                offsets.append(len(events))
+                self._reject_shape(command, _R.BATCH_TIME_MUST_BE_VALID)
+        else:
+            self.time_ms = max(self.time_ms, time_ms)
+            self._advance_time()
+            if len(commands) > limits.batch_commands_max:
+                for command in commands:
+                    offsets.append(len(events))
+                    self._reject_shape(command, _R.BATCH_MUST_NOT_EXCEED_COMMANDS_MAX)
+            else:
+                handlers = self._handlers
+                dirty = self._dirty_levels
+                for command in commands:
+                    offsets.append(len(events))
+                    if type(command) is tuple or type(command) is list:
+                        code = command[0] if command else None
+                        entry = handlers.get(code) if type(code) is int else None
+                        if entry is None:
+                            self._reject_shape(command, _R.COMMAND_CODE_MUST_BE_KNOWN)
+                        elif len(command) != entry[0]:
+                            self._reject_shape(command, _R.COMMAND_MUST_BE_WELL_FORMED)
+                        else:
+                            entry[1](command)
+                            if dirty:
+                                self._flush_levels()
+                    else:
+                        self._reject_shape(command, _R.COMMAND_MUST_BE_WELL_FORMED)
+        self.batches_applied += 1
+        self.state_hash = hashlib.blake2b(
+            self.state_hash + self._packer.pack((self.time_ms, events)),
+            digest_size=STATE_HASH_SIZE,
+        ).digest()
+        return AppliedBatch(
+            self.batches_applied, self.time_ms, tuple(events), tuple(offsets), self.state_hash
+        )
+
+    def apply_entry(self, entry: bytes) -> AppliedBatch:
+        """Apply one log entry as bytes. An entry that is not a batch at all applies as a
+        batch with no commands and no time, so every replica still moves its hash."""
+        try:
+            batch = Batch.decode(entry)
+        except ValueError:
+            batch = Batch(-1, ())
+        return self.apply(batch)
+
+    # -- Time -------------------------------------------------------------------------------
+
+    def _advance_time(self) -> None:
+        now = self.time_ms
+        heap = self.gtd_heap
+        while heap and heap[0][0] <= now:
+            expire_time_ms, order_id = heapq.heappop(heap)
+            order = self.orders.get(order_id)
+            if order is not None and order.expire_time_ms == expire_time_ms:
+                self._cancel(order, CancelReason.EXPIRED)
+        closes = self.close_heap
+        while closes and closes[0][0] <= now:
+            close_time_ms, market_id = heapq.heappop(closes)
+            market = self.markets[market_id]
+            if market.close_time_ms == close_time_ms and market.status in (
+                _PROPOSED,
+                _OPEN,
+                _HALTED,
+            ):
+                self._close_market(market)
+        if self._dirty_levels:
+            self._flush_levels()
+
+    # -- Rejects ---------------------------------------------------------------------------
+
+    def _reject(
+        self,
+        account: Account | None,
+        command_code: int,
+        client_order_id: int,
+        related_id: int,
+        reason: Reject,
+    ) -> None:
+        if account is None:
+            self._events.append(
+                (_EV_REJECTED, 0, 0, command_code, client_order_id, related_id, int(reason))
+            )
+        else:
+            account.seq += 1
+            self._events.append(
+                (
+                    _EV_REJECTED,
+                    account.account_id,
+                    account.seq,
+                    command_code,
+                    client_order_id,
+                    related_id,
+                    int(reason),
+                )
+            )
+
+    def _reject_shape(self, command: Any, reason: Reject) -> None:
+        code = 0
+        if (
+            (type(command) is tuple or type(command) is list)
+            and command
+            and type(command[0]) is int
+            and 0 <= command[0] <= _ID_MAX
+        ):
+            code = command[0]
+        self._reject(None, code, 0, 0, reason)
+
+    # -- Order entry -------------------------------------------------------------------------
+
+    def _new_order(self, command: Any) -> None:
+        (
+            code,
+            account_id,
+            client_order_id,
+            market_id,
+            side,
+            price,
+            quantity,
+            order_type,
+            time_in_force,
+            flags,
+            stp,
+            expire_time_ms,
+            max_cost,
+        ) = command
+        if (
+            type(account_id) is not int
+            or type(client_order_id) is not int
+            or type(market_id) is not int
+            or type(side) is not int
+            or type(price) is not int
+            or type(quantity) is not int
+            or type(order_type) is not int
+            or type(time_in_force) is not int
+            or type(flags) is not int
+            or type(stp) is not int
+            or type(expire_time_ms) is not int
+            or type(max_cost) is not int
+        ):
+            return self._reject(None, code, 0, 0, _R.FIELDS_MUST_HAVE_DECLARED_TYPES)
+        account = self.accounts.get(account_id)
+        if account is None:
+            return self._reject(None, code, 0, 0, _R.ACCOUNT_MUST_EXIST)
+        if not 0 < client_order_id <= _ID_MAX:
+            return self._reject(account, code, 0, 0, _R.CLIENT_ORDER_ID_MUST_BE_IN_RANGE)
+        existing = account.open_by_client_id.get(client_order_id)
+        if existing is not None:
+            return self._reject(account, code, client_order_id, existing.order_id, _R.EXISTS)
+        remembered = account.recent_client_ids.get(client_order_id)
+        if remembered is not None:
+            return self._reject(account, code, client_order_id, remembered, _R.EXISTS)
+        if not 1 <= side <= 4:
+            return self._reject(account, code, client_order_id, 0, _R.SIDE_MUST_BE_KNOWN)
+        if order_type != _LIMIT and order_type != _MARKET:
+            return self._reject(account, code, client_order_id, 0, _R.ORDER_TYPE_MUST_BE_KNOWN)
+        if not 1 <= time_in_force <= 4:
+            return self._reject(account, code, client_order_id, 0, _R.TIME_IN_FORCE_MUST_BE_KNOWN)
+        is_market = order_type == _MARKET
+        if is_market and time_in_force != _IOC and time_in_force != _FOK:
+            return self._reject(
+                account, code, client_order_id, 0, _R.MARKET_ORDER_MUST_BE_IMMEDIATE
+            )
+        if not (0 if is_market else 1) <= price <= 99:
+            return self._reject(
+                account, code, client_order_id, 0, _R.PRICE_MUST_BE_BETWEEN_1_AND_99
+            )
+        if quantity <= 0:
+            return self._reject(account, code, client_order_id, 0, _R.QUANTITY_MUST_BE_POSITIVE)
+        if quantity > _QTY_MAX:
+            return self._reject(account, code, client_order_id, 0, _R.QUANTITY_MUST_NOT_EXCEED_MAX)
+        if flags & ~_FLAGS_ALL or flags < 0:
+            return self._reject(account, code, client_order_id, 0, _R.FLAGS_MUST_BE_KNOWN)
+        rests = time_in_force == _GTC or time_in_force == _GTD
+        if flags & _POST_ONLY and not rests:
+            return self._reject(
+                account, code, client_order_id, 0, _R.POST_ONLY_MUST_BE_A_RESTING_LIMIT
+            )
+        if not 1 <= stp <= 3:
+            return self._reject(
+                account, code, client_order_id, 0, _R.SELF_TRADE_PREVENTION_MUST_BE_KNOWN
+            )
+        if time_in_force == _GTD:
+            if expire_time_ms <= self.time_ms:
+                return self._reject(
+                    account, code, client_order_id, 0, _R.EXPIRE_TIME_MUST_BE_IN_FUTURE
+                )
+            if expire_time_ms - self.time_ms > limits.gtd_horizon_ms_max:
+                return self._reject(
+                    account, code, client_order_id, 0, _R.EXPIRE_TIME_MUST_BE_WITHIN_HORIZON
+                )
+        elif expire_time_ms:
+            return self._reject(
+                account, code, client_order_id, 0, _R.EXPIRE_TIME_MUST_BE_SET_ONLY_FOR_GTD
+            )
+        if max_cost:
+            if not is_market:
+                return self._reject(
+                    account, code, client_order_id, 0, _R.MAX_COST_MUST_BE_FOR_MARKET_ORDERS_ONLY
+                )
+            if not 0 < max_cost <= limits.market_order_max_cost_cents_max:
+                return self._reject(account, code, client_order_id, 0, _R.MAX_COST_MUST_BE_IN_RANGE)
+        market = self.markets.get(market_id)
+        if market is None:
+            return self._reject(account, code, client_order_id, 0, _R.MARKET_MUST_EXIST)
+        if market.status != _OPEN:
+            return self._reject(account, code, client_order_id, 0, _R.MARKET_MUST_BE_OPEN)
+
+        # The order in YES terms: bids buy YES (BUY_YES, SELL_NO), asks buy NO.
+        is_bid = side == _BUY_YES or side == _SELL_NO
+        # A market order without a worst price pays up to 99 per contract: a buy's own price
+        # is what it pays, a sell's is what it receives.
+        own_price = price or (99 if side == _BUY_YES or side == _BUY_NO else 1)
+        yes_price = own_price if side <= _SELL_YES else _PAYOUT - own_price
+        if is_bid:
+            mask = market.ask_mask
+            crosses = mask != 0 and (mask & -mask).bit_length() - 1 <= yes_price
+        else:
+            mask = market.bid_mask
+            crosses = mask != 0 and mask.bit_length() - 1 >= yes_price
+        if flags & _POST_ONLY and crosses:
+            return self._reject(account, code, client_order_id, 0, _R.POST_ONLY_MUST_NOT_TAKE)
+        effective = quantity  # contracts the order can trade now; less for market orders
+        stop_reason = 0
+        if is_market:
+            effective, last_price = self._market_reach(
+                market, account, is_bid, yes_price, stp, quantity, max_cost, market.taker_bps
+            )
+            if effective < quantity and max_cost:
+                stop_reason = int(CancelReason.MAX_COST_REACHED)
+            if effective:
+                yes_price = last_price  # collateral at the worst price it will really pay
+            crosses = effective > 0
+        if time_in_force == _FOK and (
+            effective < quantity
+            if is_market
+            else not crosses
+            or self._fillable(market, account, is_bid, yes_price, stp, quantity) < quantity
+        ):
+            return self._reject(
+                account, code, client_order_id, 0, _R.FILL_OR_KILL_MUST_FILL_COMPLETELY
+            )
+        am = account.markets.get(market_id)
+        created = am is None
+        if am is None:
+            am = AccountMarket(account, market)
+        position = am.position
+        reduce_only = flags & _REDUCE_ONLY
+        if is_bid:
+            if reduce_only and am.reduce_bid_qty + effective > -position:
+                return self._reject(
+                    account, code, client_order_id, 0, _R.REDUCE_ONLY_MUST_REDUCE_POSITION
+                )
+            if position + am.bid_qty + effective > market.position_limit and not reduce_only:
+                return self._reject(
+                    account, code, client_order_id, 0, _R.POSITION_MUST_STAY_WITHIN_LIMIT
+                )
+        else:
+            if reduce_only and am.reduce_ask_qty + effective > position:
+                return self._reject(
+                    account, code, client_order_id, 0, _R.REDUCE_ONLY_MUST_REDUCE_POSITION
+                )
+            if am.ask_qty + effective - position > market.position_limit and not reduce_only:
+                return self._reject(
+                    account, code, client_order_id, 0, _R.POSITION_MUST_STAY_WITHIN_LIMIT
+                )
+        if rests:
+            if len(account.orders) >= limits.open_orders_per_account_max:
+                return self._reject(
+                    account,
+                    code,
+                    client_order_id,
+                    0,
+                    _R.OPEN_ORDERS_PER_ACCOUNT_MUST_NOT_EXCEED_MAX,
+                )
+            if market.open_orders >= limits.open_orders_per_market_max:
+                return self._reject(
+                    account, code, client_order_id, 0, _R.OPEN_ORDERS_PER_MARKET_MUST_NOT_EXCEED_MAX
+                )
+
+        order_id = self.next_order_id
+        order = Order(
+            order_id,
+            client_order_id,
+            account,
+            am,
+            market,
+            side,
+            is_bid,
+            yes_price,
+            effective,
+            order_type,
+            time_in_force,
+            flags,
+            stp,
+            expire_time_ms,
+            market.taker_bps,
+            market.maker_bps,
+        )
+        if rests and order.maker_bps:
+            order.maker_bound = order.maker_fee_bound()
+        am.add(order)
+        if crosses:
+            am.taker_bound = taker_fee_bound(order, position)
+        new_hold = required_hold(am)
+        need = new_hold - am.hold
+        if need > account.cash:
+            am.remove(order)
+            am.taker_bound = 0
+            return self._reject(account, code, client_order_id, 0, _R.COLLATERAL_MUST_COVER_ORDER)
+
+        # Accepted: from here on nothing can fail.
+        self.next_order_id = order_id + 1
+        if created:
+            account.markets[market_id] = am
+            market.ams[account_id] = am
+        account.cash -= need
+        account.held += need
+        am.hold = new_hold
+        account.orders[order_id] = order
+        account.open_by_client_id[client_order_id] = order
+        self.orders[order_id] = order
+        self._remember_client_id(account, client_order_id, order_id)
+        account.seq += 1
+        self._events.append(
+            (
+                _EV_ACCEPTED,
+                account_id,
+                account.seq,
+                order_id,
+                client_order_id,
+                market_id,
+                side,
+                order_type,
+                time_in_force,
+                price,
+                quantity,
+                flags,
+                expire_time_ms,
+            )
+        )
+        if crosses:
+            stop_reason = self._match(order, market) or stop_reason
+            am.taker_bound = 0
+        if order.remaining and rests and not stop_reason:
+            self._rest(order)
+        elif order.remaining or effective < quantity:
+            self._unregister(order)
+            self._emit_cancelled(
+                order,
+                order.remaining + quantity - effective,
+                stop_reason or CancelReason.IMMEDIATE_REMAINDER,
+            )
+        else:
+            self._unregister(order)
+        self._rehold(am)
+        self._drop_if_empty(am)
+
+    def _market_reach(
+        self,
+        market: Market,
+        account: Account,
+        is_bid: bool,
+        worst_yes: int,
+        stp: int,
+        quantity: int,
+        max_cost: int,
+        taker_bps: int,
+    ) -> tuple[int, int]:
+        """How many contracts a market order fills now, and the last YES price it reaches:
+        the book walked as matching will walk it, stopping at the worst price, at a
+        self-trade that stops matching, or where max_cost (fees included) runs out."""
+        filled = 0
+        spent = 0
+        basis = 0
+        fee = 0
+        last_price = worst_yes
+        budget = max_cost or -1
+        for level in self._levels_within(market, not is_bid, worst_yes):
+            price = level.price
+            x = price if is_bid else _PAYOUT - price
+            b = price * (_PAYOUT - price)
+            resting = level.head
+            while resting is not None:
+                if resting.account is account:
+                    if stp != _STP_RESTING:
+                        return filled, last_price
+                    resting = resting.next
+                    continue
+                take = min(resting.remaining, quantity - filled)
+                if budget >= 0:
+                    # the most contracts that fit: the cost is increasing in contracts
+                    room = budget - spent
+                    estimate = (
+                        room
+                        * limits.fee_denominator
+                        // (x * limits.fee_denominator + taker_bps * b)
+                    )
+                    take = min(take, estimate + 1)
+                    while (
+                        take > 0 and take * x + fee_cents(taker_bps, basis + take * b) - fee > room
+                    ):
+                        take -= 1
+                    if take <= 0:
+                        return filled, last_price
+                    spent += take * x + fee_cents(taker_bps, basis + take * b) - fee
+                    basis += take * b
+                    fee = fee_cents(taker_bps, basis)
+                filled += take
+                last_price = price
+                if filled == quantity:
+                    return filled, last_price
+                resting = resting.next
+        return filled, last_price
+
+    def _fillable(
+        self, market: Market, account: Account, is_bid: bool, limit: int, stp: int, want: int
+    ) -> int:
+        """Contracts an incoming order could fill now (for fill-or-kill), up to `want`."""
+        total = 0
+        for level in self._levels_within(market, not is_bid, limit):
+            resting = level.head
+            while resting is not None:
+                if resting.account is account:
+                    if stp != _STP_RESTING:
+                        return total
+                else:
+                    total += resting.remaining
+                    if total >= want:
+                        return total
+                resting = resting.next
+        return total
+
+    @staticmethod
+    def _levels_within(market: Market, bids: bool, limit: int) -> list[Level]:
+        """The levels of one side an order with this YES limit can reach, best first."""
+        if bids:
+            mask = market.bid_mask
+            levels = market.bid_levels
+            return [
+                levels[price]  # type: ignore[misc]
+                for price in range(mask.bit_length() - 1, limit - 1, -1)
+                if mask >> price & 1
+            ]
+        mask = market.ask_mask
+        levels = market.ask_levels
+        return [
+            levels[price]  # type: ignore[misc]
+            for price in range((mask & -mask).bit_length() - 1, limit + 1)
+            if price >= 0 and mask >> price & 1
+        ]
+
+    def _match(self, order: Order, market: Market) -> int:
+        """Match an incoming order against the book; return a cancel reason if matching
+        must stop with quantity left (self-trade prevention), else 0."""
+        is_bid = order.is_bid
+        limit = order.price
+        account = order.account
+        stp = order.self_trade_prevention
+        levels = market.ask_levels if is_bid else market.bid_levels
+        while order.remaining:
+            if is_bid:
+                mask = market.ask_mask
+                if not mask:
+                    return 0
+                price = (mask & -mask).bit_length() - 1
+                if price > limit:
+                    return 0
+            else:
+                mask = market.bid_mask
+                if not mask:
+                    return 0
+                price = mask.bit_length() - 1
+                if price < limit:
+                    return 0
+            level = levels[price]
+            assert level is not None
+            while order.remaining:
+                # The head is always the next order: each step fills it completely, cancels
+                # it, or finishes the incoming order. Cancels and trims elsewhere in the
+                # level can happen in between, so the head is read again every time.
+                resting = level.head
+                if resting is None:
+                    break
+                if resting.account is account:
+                    if stp != _STP_AGGRESSING:
+                        self._cancel(resting, CancelReason.SELF_TRADE_PREVENTED)
+                    if stp != _STP_RESTING:
+                        return int(CancelReason.SELF_TRADE_PREVENTED)
+                    continue
+                self._trade(order, resting, price)
+        return 0
+
+    def _trade(self, taker: Order, maker: Order, price: int) -> None:
+        quantity = min(taker.remaining, maker.remaining)
+        trade_id = self.next_trade_id
+        self.next_trade_id = trade_id + 1
+        market = maker.market
+        level = maker.level
+        assert level is not None
+        level.quantity -= quantity
+        if not level.dirty:
+            level.dirty = True
+            self._dirty_levels.append(level)
+        events = self._events
+        market.seq += 1
+        events.append(
+            (
+                _EV_TRADE,
+                market.market_id,
+                market.seq,
+                trade_id,
+                price,
+                quantity,
+                _BID if taker.is_bid else _ASK,
+            )
+        )
+        self._fill(taker, price, quantity, trade_id, _TAKER)
+        self._fill(maker, price, quantity, trade_id, _MAKER)
+        maker_am = maker.am
+        if not maker.remaining:
+            self._unlink(maker)
+            self._unregister(maker)
+        if maker_am.reduce_bid_qty or maker_am.reduce_ask_qty:
+            self._trim_reduce_only(maker_am)
+        self._drop_if_empty(maker_am)
+        taker_am = taker.am
+        if taker_am.reduce_bid_qty or taker_am.reduce_ask_qty:
+            self._trim_reduce_only(taker_am)
+
+    def _fill(self, order: Order, price: int, quantity: int, trade_id: int, liquidity: int) -> None:
+        """Move the money and position of one side of a trade."""
+        am = order.am
+        account = am.account
+        market = order.market
+        b = price * (_PAYOUT - price)
+        if liquidity == _TAKER:
+            basis = order.taker_basis + quantity * b
+            order.taker_basis = basis
+            total = fee_cents(order.taker_bps, basis)
+            fee = total - order.taker_fee
+            order.taker_fee = total
+        else:
+            basis = order.maker_basis + quantity * b
+            order.maker_basis = basis
+            total = fee_cents(order.maker_bps, basis)
+            fee = total - order.maker_fee
+            order.maker_fee = total
+        am.reduce(order, quantity)
+        position = am.position
+        if order.is_bid:
+            paid = price * quantity
+            redeemed = -position if position < 0 else 0
+            redeemed = min(redeemed, quantity)
+            market.open_interest += quantity - redeemed
+            position += quantity
+        else:
+            paid = (_PAYOUT - price) * quantity
+            redeemed = position if position > 0 else 0
+            redeemed = min(redeemed, quantity)
+            market.open_interest -= redeemed
+            position -= quantity
+        am.position = position
+        market.escrow += paid - _PAYOUT * redeemed
+        if liquidity == _TAKER:
+            am.taker_bound = taker_fee_bound(order, position)
+        old_hold = am.hold
+        new_hold = required_hold(am)
+        am.hold = new_hold
+        account.held += new_hold - old_hold
+        cash = account.cash + old_hold - new_hold - paid - fee + _PAYOUT * redeemed
+        assert cash >= 0, "a fill took more money than the account held for it"
+        account.cash = cash
+        self.fees_collected += fee
+        account.seq += 1
+        self._events.append(
+            (
+                _EV_FILLED,
+                account.account_id,
+                account.seq,
+                order.order_id,
+                order.client_order_id,
+                market.market_id,
+                trade_id,
+                order.side,
+                price if order.side <= _SELL_YES else _PAYOUT - price,
+                quantity,
+                fee,
+                order.remaining,
+                liquidity,
+                position,
+            )
+        )
+
+    def _trim_reduce_only(self, am: AccountMarket) -> None:
+        """Reduce-only orders never add up to more than the position they reduce: when the
+        position shrinks, trim the newest ones first."""
+        position = am.position
+        excess_bids = am.reduce_bid_qty - (-position if position < 0 else 0)
+        excess_asks = am.reduce_ask_qty - (position if position > 0 else 0)
+        if excess_bids <= 0 and excess_asks <= 0:
+            return
+        for order in reversed(list(am.orders.values())):
+            if not order.reduce_only or order.level is None:
+                continue  # an incoming order is trimmed by its own fills, not here
+            excess = excess_bids if order.is_bid else excess_asks
+            if excess <= 0:
+                continue
+            cut = min(excess, order.remaining)
+            if order.is_bid:
+                excess_bids -= cut
+            else:
+                excess_asks -= cut
+            if cut == order.remaining:
+                self._cancel(order, CancelReason.REDUCE_ONLY_TRIMMED)
+            else:
+                level = order.level
+                level.quantity -= cut
+                self._touch(level)
+                am.reduce(order, cut)
+                self._emit_cancelled(order, cut, CancelReason.REDUCE_ONLY_TRIMMED)
+                self._rehold(am)
+
+    def _cancel_order(self, command: Any) -> None:
+        code, account_id, order_id, client_order_id = command
+        if (
+            type(account_id) is not int
+            or type(order_id) is not int
+            or type(client_order_id) is not int
+        ):
+            return self._reject(None, code, 0, 0, _R.FIELDS_MUST_HAVE_DECLARED_TYPES)
+        account = self.accounts.get(account_id)
+        if account is None:
+            return self._reject(None, code, 0, 0, _R.ACCOUNT_MUST_EXIST)
+        order = self._find_order(account, code, order_id, client_order_id, client_order_id)
+        if order is not None:
+            self._cancel(order, CancelReason.REQUESTED)
+
+    def _find_order(
+        self,
+        account: Account,
+        code: int,
+        order_id: int,
+        client_order_id: int,
+        reported_client_order_id: int,
+    ) -> Order | None:
+        """The open order a cancel or replace names, or None after rejecting it."""
+        if order_id:
+            order = self.orders.get(order_id)
+            if order is None:
+                self._reject(account, code, reported_client_order_id, order_id, _R.ORDER_MUST_EXIST)
+                return None
+            if order.account is not account:
+                self._reject(
+                    account,
+                    code,
+                    reported_client_order_id,
+                    order_id,
+                    _R.ORDER_MUST_BELONG_TO_ACCOUNT,
+                )
+                return None
+            return order
+        order = account.open_by_client_id.get(client_order_id)
+        if order is None:
+            self._reject(account, code, reported_client_order_id, 0, _R.ORDER_MUST_EXIST)
+        return order
+
+    def _replace_order(self, command: Any) -> None:
+        code, account_id, order_id, client_order_id, new_client_order_id, price, quantity = command
+        if (
+            type(account_id) is not int
+            or type(order_id) is not int
+            or type(client_order_id) is not int
+            or type(new_client_order_id) is not int
+            or type(price) is not int
+            or type(quantity) is not int
+        ):
+            return self._reject(None, code, 0, 0, _R.FIELDS_MUST_HAVE_DECLARED_TYPES)
+        account = self.accounts.get(account_id)
+        if account is None:
+            return self._reject(None, code, 0, 0, _R.ACCOUNT_MUST_EXIST)
+        if not 0 < new_client_order_id <= _ID_MAX:
+            return self._reject(account, code, 0, order_id, _R.CLIENT_ORDER_ID_MUST_BE_IN_RANGE)
+        order = self._find_order(account, code, order_id, client_order_id, new_client_order_id)
+        if order is None:
+            return None
+        order_id = order.order_id
+        new_id = new_client_order_id
+        if new_id != order.client_order_id:
+            existing = account.open_by_client_id.get(new_id)
+            if existing is not None:
+                return self._reject(account, code, new_id, existing.order_id, _R.EXISTS)
+            remembered = account.recent_client_ids.get(new_id)
+            if remembered is not None:
+                return self._reject(account, code, new_id, remembered, _R.EXISTS)
+        if not 1 <= price <= 99:
+            return self._reject(account, code, new_id, order_id, _R.PRICE_MUST_BE_BETWEEN_1_AND_99)
+        if quantity <= 0:
+            return self._reject(account, code, new_id, order_id, _R.QUANTITY_MUST_BE_POSITIVE)
+        if quantity > _QTY_MAX:
+            return self._reject(account, code, new_id, order_id, _R.QUANTITY_MUST_NOT_EXCEED_MAX)
+        market = order.market
+        if market.status != _OPEN:
+            return self._reject(account, code, new_id, order_id, _R.MARKET_MUST_BE_OPEN)
+        am = order.am
+        is_bid = order.is_bid
+        yes_price = price if order.side <= _SELL_YES else _PAYOUT - price
+        previous_client_order_id = order.client_order_id
+        if yes_price == order.price and quantity <= order.remaining:
+            # Same price, no more quantity: the order keeps its place in the queue.
+            cut = order.remaining - quantity
+            if cut:
+                level = order.level
+                assert level is not None
+                level.quantity -= cut
+                self._touch(level)
+                am.reduce(order, cut)
+            self._rename(order, new_id)
+            self._emit_replaced(order, previous_client_order_id, price, priority_kept=1)
+            self._rehold(am)
+            return None
+        if is_bid:
+            mask = market.ask_mask
+            crosses = mask != 0 and (mask & -mask).bit_length() - 1 <= yes_price
+        else:
+            mask = market.bid_mask
+            crosses = mask != 0 and mask.bit_length() - 1 >= yes_price
+        if order.flags & _POST_ONLY and crosses:
+            return self._reject(account, code, new_id, order_id, _R.POST_ONLY_MUST_NOT_TAKE)
+        position = am.position
+        added = quantity - order.remaining
+        if is_bid:
+            if order.reduce_only and am.reduce_bid_qty + added > -position:
+                return self._reject(
+                    account, code, new_id, order_id, _R.REDUCE_ONLY_MUST_REDUCE_POSITION
+                )
+            if (
+                not order.reduce_only
+                and added > 0
+                and position + am.bid_qty + added > market.position_limit
+            ):
+                return self._reject(
+                    account, code, new_id, order_id, _R.POSITION_MUST_STAY_WITHIN_LIMIT
+                )
+        else:
+            if order.reduce_only and am.reduce_ask_qty + added > position:
+                return self._reject(
+                    account, code, new_id, order_id, _R.REDUCE_ONLY_MUST_REDUCE_POSITION
+                )
+            if (
+                not order.reduce_only
+                and added > 0
+                and am.ask_qty + added - position > market.position_limit
+            ):
+                return self._reject(
+                    account, code, new_id, order_id, _R.POSITION_MUST_STAY_WITHIN_LIMIT
+                )
+        # Try the new terms on the order in place; put the old ones back if unaffordable.
+        old_price = order.price
+        old_remaining = order.remaining
+        old_maker_bound = order.maker_bound
+        am.count(order, -1)
+        order.set_price(yes_price)
+        order.remaining = quantity
+        order.maker_bound = order.maker_fee_bound()
+        am.count(order, 1)
+        if crosses:
+            am.taker_bound = taker_fee_bound(order, position)
+        new_hold = required_hold(am)
+        need = new_hold - am.hold
+        if need > account.cash:
+            am.count(order, -1)
+            order.set_price(old_price)
+            order.remaining = old_remaining
+            order.maker_bound = old_maker_bound
+            am.count(order, 1)
+            am.taker_bound = 0
+            return self._reject(account, code, new_id, order_id, _R.COLLATERAL_MUST_COVER_ORDER)
+        account.cash -= need
+        account.held += need
+        am.hold = new_hold
+        # Leave the old level: the order goes to the back of the queue at its new price.
+        level = order.level
+        assert level is not None
+        level.quantity -= old_remaining
+        self._touch(level)
+        self._unlink(order)
+        self._rename(order, new_id)
+        self._emit_replaced(order, previous_client_order_id, price, priority_kept=0)
+        stop_reason = 0
+        if crosses:
+            stop_reason = self._match(order, market)
+            am.taker_bound = 0
+        if order.remaining and not stop_reason:
+            self._rest(order)
+        elif order.remaining:
+            self._unregister(order)
+            self._emit_cancelled(order, order.remaining, stop_reason)
+        else:
+            self._unregister(order)
+        self._rehold(am)
+        self._drop_if_empty(am)
+        return None
+
+    def _mass_cancel(self, command: Any) -> None:
+        code, account_id, market_id = command
+        if type(account_id) is not int or type(market_id) is not int:
+            return self._reject(None, code, 0, 0, _R.FIELDS_MUST_HAVE_DECLARED_TYPES)
+        account = self.accounts.get(account_id)
+        if account is None:
+            return self._reject(None, code, 0, 0, _R.ACCOUNT_MUST_EXIST)
+        if market_id:
+            if market_id not in self.markets:
+                return self._reject(account, code, 0, market_id, _R.MARKET_MUST_EXIST)
+            am = account.markets.get(market_id)
+            order_ids = sorted(am.orders) if am is not None else []
+        else:
+            order_ids = sorted(account.orders)
+        account.seq += 1
+        self._events.append(
+            (_EV_MASS_CANCELLED, account_id, account.seq, market_id, len(order_ids))
+        )
+        for order_id in order_ids:
+            order = self.orders.get(order_id)
+            if order is not None:  # a trim of an earlier one may have taken it already
+                self._cancel(order, CancelReason.MASS_CANCEL)
+        return None
+
+    # -- Order bookkeeping ------------------------------------------------------------------
+
+    def _remember_client_id(self, account: Account, client_order_id: int, order_id: int) -> None:
+        account.recent_client_ids[client_order_id] = order_id
+        queue = account.recent_queue
+        queue.append((client_order_id, order_id))
+        if len(queue) > limits.client_order_ids_remembered_per_account_max:
+            old_client_order_id, old_order_id = queue.popleft()
+            if account.recent_client_ids.get(old_client_order_id) == old_order_id:
+                del account.recent_client_ids[old_client_order_id]
+
+    def _rename(self, order: Order, new_client_order_id: int) -> None:
+        if new_client_order_id == order.client_order_id:
+            return
+        account = order.account
+        del account.open_by_client_id[order.client_order_id]
+        account.open_by_client_id[new_client_order_id] = order
+        order.client_order_id = new_client_order_id
+        self._remember_client_id(account, new_client_order_id, order.order_id)
+
+    def _rest(self, order: Order) -> None:
+        """Put an accepted order with quantity left into the book."""
+        market = order.market
+        price = order.price
+        if order.is_bid:
+            level = market.bid_levels[price]
+            if level is None:
+                level = market.bid_levels[price] = Level(market, True, price)
+                market.bid_mask |= 1 << price
+        else:
+            level = market.ask_levels[price]
+            if level is None:
+                level = market.ask_levels[price] = Level(market, False, price)
+                market.ask_mask |= 1 << price
+        level.append(order)
+        market.open_orders += 1
+        if not level.dirty:
+            level.dirty = True
+            self._dirty_levels.append(level)
+        if order.time_in_force == _GTD:
+            self.gtd_open += 1
+            heapq.heappush(self.gtd_heap, (order.expire_time_ms, order.order_id))
+
+    def _unlink(self, order: Order) -> None:
+        """Take a resting order out of its level (its quantity already taken off)."""
+        level = order.level
+        assert level is not None
+        level.unlink(order)
+        market = order.market
+        market.open_orders -= 1
+        if order.time_in_force == _GTD:
+            self.gtd_open -= 1
+            self._compact_gtd()
+        if not level.count:
+            assert level.quantity == 0
+            price = level.price
+            if level.is_bid:
+                market.bid_levels[price] = None
+                market.bid_mask &= ~(1 << price)
+            else:
+                market.ask_levels[price] = None
+                market.ask_mask &= ~(1 << price)
+
+    def _compact_gtd(self) -> None:
+        if len(self.gtd_heap) > 2 * self.gtd_open + 1_024:
+            orders = self.orders
+            self.gtd_heap = [
+                entry
+                for entry in self.gtd_heap
+                if entry[1] in orders and orders[entry[1]].expire_time_ms == entry[0]
+            ]
+            heapq.heapify(self.gtd_heap)
+
+    def _unregister(self, order: Order) -> None:
+        """Forget an order that is no longer open (not in the book any more)."""
+        account = order.account
+        del account.orders[order.order_id]
+        del account.open_by_client_id[order.client_order_id]
+        del self.orders[order.order_id]
+        order.am.remove(order)
+
+    def _cancel(self, order: Order, reason: int) -> None:
+        """Cancel all that is left of an open order."""
+        quantity = order.remaining
+        level = order.level
+        if level is not None:
+            level.quantity -= quantity
+            self._touch(level)
+            self._unlink(order)
+        self._unregister(order)
+        self._emit_cancelled(order, quantity, reason)
+        am = order.am
+        self._rehold(am)
+        self._drop_if_empty(am)
+
+    def _emit_cancelled(self, order: Order, quantity: int, reason: int) -> None:
+        account = order.account
+        account.seq += 1
+        self._events.append(
+            (
+                _EV_CANCELLED,
+                account.account_id,
+                account.seq,
+                order.order_id,
+                order.client_order_id,
+                order.market.market_id,
+                quantity,
+                int(reason),
+            )
+        )
+
+    def _emit_replaced(
+        self, order: Order, previous_client_order_id: int, price: int, priority_kept: int
+    ) -> None:
+        account = order.account
+        account.seq += 1
+        self._events.append(
+            (
+                _EV_REPLACED,
+                account.account_id,
+                account.seq,
+                order.order_id,
+                order.client_order_id,
+                previous_client_order_id,
+                order.market.market_id,
+                price,
+                order.remaining,
+                priority_kept,
+            )
+        )
+
+    def _rehold(self, am: AccountMarket) -> None:
+        """Bring an AccountMarket's hold to what its orders now require."""
+        new_hold = required_hold(am)
+        change = new_hold - am.hold
+        if change:
+            account = am.account
+            am.hold = new_hold
+            account.held += change
+            account.cash -= change
+            assert account.cash >= 0, "a hold grew past the account's cash"
+
+    def _drop_if_empty(self, am: AccountMarket) -> None:
+        if not am.orders and not am.position and not am.hold:
+            account = am.account
+            market = am.market
+            if account.markets.get(market.market_id) is am:
+                del account.markets[market.market_id]
+                del market.ams[account.account_id]
+
+    def _touch(self, level: Level) -> None:
+        if not level.dirty:
+            level.dirty = True
+            self._dirty_levels.append(level)
+
+    def _flush_levels(self) -> None:
+        """One LevelUpdated per level a command changed, in the order first changed."""
+        events = self._events
+        for level in self._dirty_levels:
+            level.dirty = False
+            market = level.market
+            market.seq += 1
+            events.append(
+                (
+                    _EV_LEVEL,
+                    market.market_id,
+                    market.seq,
+                    _BID if level.is_bid else _ASK,
+                    level.price,
+                    level.quantity,
+                    level.count,
+                )
+            )
+        self._dirty_levels.clear()
+
+    # -- Accounts and money --------------------------------------------------------------
+
+    def _create_account(self, command: Any) -> None:
+        code, name, public_key = command
+        if type(name) is not str or type(public_key) is not bytes:
+            return self._reject(None, code, 0, 0, _R.FIELDS_MUST_HAVE_DECLARED_TYPES)
+        if not 0 < len(name) <= limits.account_name_length_max or not _NAME.match(name):
+            return self._reject(None, code, 0, 0, _R.ACCOUNT_NAME_MUST_BE_VALID)
+        existing = self.account_ids_by_name.get(name)
+        if existing is not None:
+            return self._reject(None, code, 0, existing, _R.EXISTS)
+        if len(public_key) != limits.public_key_length:
+            return self._reject(None, code, 0, 0, _R.PUBLIC_KEY_MUST_BE_32_BYTES)
+        if len(self.accounts) >= limits.accounts_max:
+            return self._reject(None, code, 0, 0, _R.ACCOUNTS_MUST_NOT_EXCEED_MAX)
+        account_id = self.next_account_id
+        self.next_account_id = account_id + 1
+        account = Account(account_id, name, public_key)
+        self.accounts[account_id] = account
+        self.account_ids_by_name[name] = account_id
+        account.seq = 1
+        self._events.append((_EV_ACCOUNT_CREATED, account_id, 1, name, public_key))
+        return None
+
+    def _check_transfer(self, command: Any) -> tuple[Account, int, str] | None:
+        """The checks deposits and withdrawals share, in their precedence."""
+        code, account_id, amount, bank_reference = command
+        if (
+            type(account_id) is not int
+            or type(amount) is not int
+            or type(bank_reference) is not str
+        ):
+            self._reject(None, code, 0, 0, _R.FIELDS_MUST_HAVE_DECLARED_TYPES)
+            return None
+        account = self.accounts.get(account_id)
+        if account is None:
+            self._reject(None, code, 0, 0, _R.ACCOUNT_MUST_EXIST)
+            return None
+        if amount <= 0:
+            self._reject(None, code, 0, account_id, _R.AMOUNT_MUST_BE_POSITIVE)
+            return None
+        if amount > limits.deposit_amount_max_cents:
+            self._reject(None, code, 0, account_id, _R.AMOUNT_MUST_NOT_EXCEED_MAX)
+            return None
+        if not 0 < len(bank_reference) <= limits.bank_reference_length_max or not (
+            _BANK_REFERENCE.match(bank_reference)
+        ):
+            self._reject(None, code, 0, account_id, _R.BANK_REFERENCE_MUST_BE_VALID)
+            return None
+        if bank_reference in self.bank_references:
+            self._reject(None, code, 0, account_id, _R.EXISTS)
+            return None
+        if len(self.bank_references) >= limits.bank_references_max:
+            self._reject(None, code, 0, account_id, _R.BANK_REFERENCES_MUST_NOT_EXCEED_MAX)
+            return None
+        return account, amount, bank_reference
+
+    def _deposit(self, command: Any) -> None:
+        checked = self._check_transfer(command)
+        if checked is None:
+            return None
+        account, amount, bank_reference = checked
+        code = command[0]
+        if account.cash + amount > limits.account_cash_max_cents:
+            return self._reject(None, code, 0, account.account_id, _R.CASH_MUST_NOT_EXCEED_MAX)
+        if self.deposits_total - self.withdrawals_total + amount > limits.exchange_money_max_cents:
+            return self._reject(
+                None, code, 0, account.account_id, _R.EXCHANGE_MONEY_MUST_NOT_EXCEED_MAX
+            )
+        self.bank_references.add(bank_reference)
+        self.deposits_total += amount
+        account.cash += amount
+        account.seq += 1
+        self._events.append(
+            (_EV_DEPOSITED, account.account_id, account.seq, amount, bank_reference, account.cash)
+        )
+        return None
+
+    def _withdraw(self, command: Any) -> None:
+        checked = self._check_transfer(command)
+        if checked is None:
+            return None
+        account, amount, bank_reference = checked
+        if amount > account.cash:
+            return self._reject(
+                None,
+                command[0],
+                0,
+                account.account_id,
+                _R.WITHDRAWAL_MUST_NOT_EXCEED_AVAILABLE_CASH,
+            )
+        self.bank_references.add(bank_reference)
+        self.withdrawals_total += amount
+        account.cash -= amount
+        account.seq += 1
+        self._events.append(
+            (_EV_WITHDRAWN, account.account_id, account.seq, amount, bank_reference, account.cash)
+        )
+        return None
+
+    # -- Markets ---------------------------------------------------------------------------
+
+    def _create_market(self, command: Any) -> None:
+        code, ticker, kind, close_time_ms, taker_bps, maker_bps, position_limit, floor, cap = (
+            command
+        )
+        if type(ticker) is not str or any(
+            type(value) is not int
+            for value in (kind, close_time_ms, taker_bps, maker_bps, position_limit, floor, cap)
+        ):
+            return self._reject(None, code, 0, 0, _R.FIELDS_MUST_HAVE_DECLARED_TYPES)
+        if not 0 < len(ticker) <= limits.ticker_length_max or not _TICKER.match(ticker):
+            return self._reject(None, code, 0, 0, _R.TICKER_MUST_BE_VALID)
+        existing = self.market_ids_by_ticker.get(ticker)
+        if existing is not None:
+            return self._reject(None, code, 0, existing, _R.EXISTS)
+        if kind != _BINARY and kind != _SCALAR:
+            return self._reject(None, code, 0, 0, _R.MARKET_KIND_MUST_BE_KNOWN)
+        if close_time_ms and not self.time_ms < close_time_ms <= limits.time_ms_max:
+            return self._reject(None, code, 0, 0, _R.CLOSE_TIME_MUST_BE_IN_FUTURE)
+        if not 0 <= taker_bps <= limits.fee_bps_max or not 0 <= maker_bps <= limits.fee_bps_max:
+            return self._reject(None, code, 0, 0, _R.FEE_BPS_MUST_NOT_EXCEED_MAX)
+        if not 0 < position_limit <= limits.position_limit_max:
+            return self._reject(None, code, 0, 0, _R.POSITION_LIMIT_MUST_BE_IN_RANGE)
+        if kind == _BINARY:
+            valid_range = floor == 0 and cap == 0
+        else:
+            bound = limits.scalar_bound_abs_max
+            valid_range = -bound <= floor < cap <= bound and cap - floor <= limits.scalar_range_max
+        if not valid_range:
+            return self._reject(None, code, 0, 0, _R.SCALAR_RANGE_MUST_BE_VALID)
+        if len(self.markets) >= limits.markets_max:
+            return self._reject(None, code, 0, 0, _R.MARKETS_MUST_NOT_EXCEED_MAX)
+        market_id = self.next_market_id
+        self.next_market_id = market_id + 1
+        market = Market(
+            market_id, ticker, kind, close_time_ms, taker_bps, maker_bps, position_limit, floor, cap
+        )
+        self.markets[market_id] = market
+        self.market_ids_by_ticker[ticker] = market_id
+        if close_time_ms:
+            heapq.heappush(self.close_heap, (close_time_ms, market_id))
+        market.seq = 1
+        self._events.append(
+            (
+                _EV_MARKET_CREATED,
+                market_id,
+                1,
+                ticker,
+                kind,
+                close_time_ms,
+                taker_bps,
+                maker_bps,
+                position_limit,
+                floor,
+                cap,
+            )
+        )
+        return None
+
+    def _market_for_operator(self, command: Any, fields: int) -> Market | None:
+        """The market an operator command names, after its shape and type checks."""
+        code = command[0]
+        if any(type(value) is not int for value in command[1 : fields + 1]):
+            self._reject(None, code, 0, 0, _R.FIELDS_MUST_HAVE_DECLARED_TYPES)
+            return None
+        market = self.markets.get(command[1])
+        if market is None:
+            self._reject(None, code, 0, 0, _R.MARKET_MUST_EXIST)
+        return market
+
+    def _set_market_status(self, command: Any) -> None:
+        market = self._market_for_operator(command, 2)
+        if market is None:
+            return None
+        code, market_id, status = command
+        if status not in (_OPEN, _HALTED, _CLOSED):
+            return self._reject(None, code, 0, market_id, _R.MARKET_STATUS_MUST_BE_KNOWN)
+        if (market.status, status) not in _STATUS_TRANSITIONS:
+            return self._reject(
+                None, code, 0, market_id, _R.MARKET_STATUS_TRANSITION_MUST_BE_ALLOWED
+            )
+        if status == _CLOSED:
+            self._close_market(market)
+        else:
+            market.status = status
+            market.seq += 1
+            self._events.append((_EV_STATUS, market_id, market.seq, status))
+        return None
+
+    def _close_market(self, market: Market) -> None:
+        """Close a market: status first, then every resting order cancelled, best first."""
+        market.status = _CLOSED
+        market.seq += 1
+        self._events.append((_EV_STATUS, market.market_id, market.seq, _CLOSED))
+        for order in resting_orders(market):
+            self._cancel(order, CancelReason.MARKET_CLOSED)
+
+    def _settle_market(self, command: Any) -> None:
+        market = self._market_for_operator(command, 2)
+        if market is None:
+            return None
+        code, market_id, outcome = command
+        if market.status != _CLOSED:
+            return self._reject(None, code, 0, market_id, _R.MARKET_MUST_BE_CLOSED)
+        if market.kind == _BINARY:
+            if outcome != 0 and outcome != 1:
+                return self._reject(None, code, 0, market_id, _R.OUTCOME_MUST_BE_VALID)
+            yes_payout = _PAYOUT * outcome
+        else:
+            if not market.floor <= outcome <= market.cap:
+                return self._reject(None, code, 0, market_id, _R.OUTCOME_MUST_BE_VALID)
+            yes_payout = scalar_yes_payout(outcome, market.floor, market.cap)
+        market.status = _SETTLED
+        market.outcome = outcome
+        market.yes_payout = yes_payout
+        market.seq += 1
+        self._events.append((_EV_SETTLED, market_id, market.seq, outcome, yes_payout))
+        for account_id in sorted(market.ams):
+            am = market.ams[account_id]
+            assert not am.orders and not am.hold, "a closed market has no resting orders"
+            position = am.position
+            payout = yes_payout * position if position > 0 else (_PAYOUT - yes_payout) * -position
+            account = am.account
+            account.cash += payout
+            market.escrow -= payout
+            am.position = 0
+            account.seq += 1
+            self._events.append(
+                (
+                    _EV_POSITION_SETTLED,
+                    account_id,
+                    account.seq,
+                    market_id,
+                    position,
+                    payout,
+                    account.cash,
+                )
+            )
+            del account.markets[market_id]
+        market.ams.clear()
+        market.open_interest = 0
+        assert market.escrow == 0, "settlement must empty the escrow exactly"
+        return None
+
+    def _configure_market(self, command: Any) -> None:
+        market = self._market_for_operator(command, 4)
+        if market is None:
+            return None
+        code, market_id, taker_bps, maker_bps, position_limit = command
+        if market.status == _SETTLED:
+            return self._reject(None, code, 0, market_id, _R.MARKET_MUST_NOT_BE_SETTLED)
+        if not 0 <= taker_bps <= limits.fee_bps_max or not 0 <= maker_bps <= limits.fee_bps_max:
+            return self._reject(None, code, 0, market_id, _R.FEE_BPS_MUST_NOT_EXCEED_MAX)
+        if not 0 < position_limit <= limits.position_limit_max:
+            return self._reject(None, code, 0, market_id, _R.POSITION_LIMIT_MUST_BE_IN_RANGE)
+        market.taker_bps = taker_bps
+        market.maker_bps = maker_bps
+        market.position_limit = position_limit
+        market.seq += 1
+        self._events.append(
+            (_EV_CONFIGURED, market_id, market.seq, taker_bps, maker_bps, position_limit)
+        )
+        return None
+
+
+def scalar_yes_payout(value: int, floor: int, cap: int) -> int:
+    """round(100 * (value - floor) / (cap - floor)), halves rounded up, in integers."""
+    span = cap - floor
+    return (2 * _PAYOUT * (value - floor) + span) // (2 * span)

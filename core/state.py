@@ -1,0 +1,295 @@
+"""The canonical form of an engine's whole state: what a snapshot stores.
+
+Strategy: only primary facts are stored (cash, positions, orders with their fee sums, the
+counters, the running hash); everything derived (holds, level totals, indexes, heaps) is
+rebuilt on load, and the loaded engine is audited by whoever loads it. Every collection is
+written in a defined order (ids ascending; resting orders in book priority), so two
+engines in the same state give the same bytes, and `state_digest` is a hash of the state
+itself. The first element is the format version; a reader refuses any other.
+
+    [version, header, bank_references, accounts, markets, orders]
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+import msgpack
+
+from .codes import MarketStatus, TimeInForce
+from .engine import Engine
+from .model import (
+    Account,
+    AccountMarket,
+    Level,
+    Market,
+    Order,
+    required_hold,
+    resting_orders,
+)
+
+STATE_VERSION = 1
+_CLOSABLE = (MarketStatus.PROPOSED, MarketStatus.OPEN, MarketStatus.HALTED)
+
+
+class StateError(ValueError):
+    """A state that this version cannot load."""
+
+
+def to_state(engine: Engine) -> list[Any]:
+    header = [
+        engine.time_ms,
+        engine.batches_applied,
+        engine.state_hash,
+        engine.next_account_id,
+        engine.next_market_id,
+        engine.next_order_id,
+        engine.next_trade_id,
+        engine.fees_collected,
+        engine.deposits_total,
+        engine.withdrawals_total,
+    ]
+    accounts = [
+        [
+            account.account_id,
+            account.name,
+            account.public_key,
+            account.cash,
+            account.seq,
+            [list(entry) for entry in account.recent_queue],
+        ]
+        for account in sorted(engine.accounts.values(), key=lambda a: a.account_id)
+    ]
+    markets = []
+    orders = []
+    for market in sorted(engine.markets.values(), key=lambda m: m.market_id):
+        positions = [
+            [account_id, market.ams[account_id].position]
+            for account_id in sorted(market.ams)
+            if market.ams[account_id].position
+        ]
+        markets.append(
+            [
+                market.market_id,
+                market.ticker,
+                market.kind,
+                market.status,
+                market.close_time_ms,
+                market.taker_bps,
+                market.maker_bps,
+                market.position_limit,
+                market.floor,
+                market.cap,
+                market.seq,
+                market.escrow,
+                market.outcome,
+                market.yes_payout,
+                positions,
+            ]
+        )
+        for order in resting_orders(market):
+            orders.append(
+                [
+                    order.order_id,
+                    order.client_order_id,
+                    order.account.account_id,
+                    market.market_id,
+                    order.side,
+                    order.price,
+                    order.quantity,
+                    order.remaining,
+                    order.order_type,
+                    order.time_in_force,
+                    order.flags,
+                    order.self_trade_prevention,
+                    order.expire_time_ms,
+                    order.taker_bps,
+                    order.maker_bps,
+                    order.taker_basis,
+                    order.taker_fee,
+                    order.maker_basis,
+                    order.maker_fee,
+                ]
+            )
+    return [STATE_VERSION, header, sorted(engine.bank_references), accounts, markets, orders]
+
+
+def encode_state(engine: Engine) -> bytes:
+    return msgpack.packb(to_state(engine), use_bin_type=True)
+
+
+def state_digest(engine: Engine) -> bytes:
+    """A hash of the state itself (not of its history, which `state_hash` is)."""
+    return hashlib.blake2b(encode_state(engine), digest_size=32).digest()
+
+
+def decode_state(data: bytes) -> Engine:
+    try:
+        state = msgpack.unpackb(data, raw=False, strict_map_key=True)
+    except Exception as error:  # msgpack raises several types for bad bytes
+        raise StateError(f"state is not msgpack: {error}") from None
+    return from_state(state)
+
+
+def from_state(state: Any) -> Engine:
+    """Rebuild an engine; raises StateError for a state of another version or shape."""
+    if type(state) not in (list, tuple) or not state or state[0] != STATE_VERSION:
+        found = state[0] if type(state) in (list, tuple) and state else None
+        raise StateError(f"state version {found!r} is not {STATE_VERSION}")
+    try:
+        return _build(state)
+    except (TypeError, ValueError, KeyError, IndexError) as error:
+        raise StateError(
+            f"state does not have the version {STATE_VERSION} shape: {error}"
+        ) from None
+
+
+def _build(state: Any) -> Engine:
+    _, header, bank_references, accounts, markets, orders = state
+    engine = Engine()
+    (
+        engine.time_ms,
+        engine.batches_applied,
+        engine.state_hash,
+        engine.next_account_id,
+        engine.next_market_id,
+        engine.next_order_id,
+        engine.next_trade_id,
+        engine.fees_collected,
+        engine.deposits_total,
+        engine.withdrawals_total,
+    ) = header
+    engine.state_hash = bytes(engine.state_hash)
+    engine.bank_references = set(bank_references)
+    for account_id, name, public_key, cash, seq, recent in accounts:
+        account = Account(account_id, name, bytes(public_key))
+        account.cash = cash
+        account.seq = seq
+        for client_order_id, order_id in recent:
+            account.recent_queue.append((client_order_id, order_id))
+            account.recent_client_ids[client_order_id] = order_id
+        engine.accounts[account_id] = account
+        engine.account_ids_by_name[name] = account_id
+    for (
+        market_id,
+        ticker,
+        kind,
+        status,
+        close_time_ms,
+        taker_bps,
+        maker_bps,
+        position_limit,
+        floor,
+        cap,
+        seq,
+        escrow,
+        outcome,
+        yes_payout,
+        positions,
+    ) in markets:
+        market = Market(
+            market_id, ticker, kind, close_time_ms, taker_bps, maker_bps, position_limit, floor, cap
+        )
+        market.status = status
+        market.seq = seq
+        market.escrow = escrow
+        market.outcome = outcome
+        market.yes_payout = yes_payout
+        engine.markets[market_id] = market
+        engine.market_ids_by_ticker[ticker] = market_id
+        if close_time_ms and status in _CLOSABLE:
+            engine.close_heap.append((close_time_ms, market_id))
+        for account_id, position in positions:
+            am = _account_market(engine, account_id, market)
+            am.position = position
+            if position > 0:
+                market.open_interest += position
+    # Orders come in book priority; they are added to their AccountMarkets in id order,
+    # which is the order they were accepted in.
+    placed: list[Order] = []
+    for (
+        order_id,
+        client_order_id,
+        account_id,
+        market_id,
+        side,
+        price,
+        quantity,
+        remaining,
+        order_type,
+        time_in_force,
+        flags,
+        stp,
+        expire_time_ms,
+        taker_bps,
+        maker_bps,
+        taker_basis,
+        taker_fee,
+        maker_basis,
+        maker_fee,
+    ) in orders:
+        market = engine.markets[market_id]
+        account = engine.accounts[account_id]
+        am = _account_market(engine, account_id, market)
+        is_bid = side == 1 or side == 4
+        order = Order(
+            order_id,
+            client_order_id,
+            account,
+            am,
+            market,
+            side,
+            is_bid,
+            price,
+            quantity,
+            order_type,
+            time_in_force,
+            flags,
+            stp,
+            expire_time_ms,
+            taker_bps,
+            maker_bps,
+        )
+        order.remaining = remaining
+        order.taker_basis = taker_basis
+        order.taker_fee = taker_fee
+        order.maker_basis = maker_basis
+        order.maker_fee = maker_fee
+        order.maker_bound = order.maker_fee_bound()
+        levels = market.bid_levels if is_bid else market.ask_levels
+        level = levels[price]
+        if level is None:
+            level = levels[price] = Level(market, is_bid, price)
+            if is_bid:
+                market.bid_mask |= 1 << price
+            else:
+                market.ask_mask |= 1 << price
+        level.append(order)
+        market.open_orders += 1
+        engine.orders[order_id] = order
+        placed.append(order)
+        if time_in_force == TimeInForce.GTD:
+            engine.gtd_open += 1
+            engine.gtd_heap.append((expire_time_ms, order_id))
+    for order in sorted(placed, key=lambda o: o.order_id):
+        order.account.orders[order.order_id] = order
+        order.account.open_by_client_id[order.client_order_id] = order
+        order.am.add(order)
+    for account in engine.accounts.values():
+        for am in account.markets.values():
+            am.hold = required_hold(am)
+            account.held += am.hold
+    engine.gtd_heap.sort()
+    engine.close_heap.sort()
+    return engine
+
+
+def _account_market(engine: Engine, account_id: int, market: Market) -> AccountMarket:
+    am = market.ams.get(account_id)
+    if am is None:
+        account = engine.accounts[account_id]
+        am = AccountMarket(account, market)
+        market.ams[account_id] = am
+        account.markets[market.market_id] = am
+    return am
