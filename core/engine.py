@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import heapq
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -206,8 +207,11 @@ class Engine:
 
     # -- The log ------------------------------------------------------------------------------
 
-    def apply(self, batch: Batch) -> AppliedBatch:
-        """Apply one batch; return its events. Never raises on any input."""
+    def apply(self, batch: Batch, after_command: Callable[[], None] | None = None) -> AppliedBatch:
+        """Apply one batch; return its events. Never raises on any input.
+
+        `after_command`, if given, is called after each command: the engine reads no clock,
+        but a benchmark can time commands one by one with it."""
         events: list[tuple[Any, ...]] = []
         self._events = events
         offsets: list[int] = []
@@ -231,8 +235,8 @@ class Engine:
                 dirty = self._dirty_levels
                 for command in commands:
                     offsets.append(len(events))
-                    if type(command) is tuple or type(command) is list:
-                        code = command[0] if command else None
+                    if (type(command) is tuple or type(command) is list) and command:
+                        code = command[0]
                         entry = handlers.get(code) if type(code) is int else None
                         if entry is None:
                             self._reject_shape(command, _R.COMMAND_CODE_MUST_BE_KNOWN)
@@ -244,6 +248,8 @@ class Engine:
                                 self._flush_levels()
                     else:
                         self._reject_shape(command, _R.COMMAND_MUST_BE_WELL_FORMED)
+                    if after_command is not None:
+                        after_command()
         self.batches_applied += 1
         self.state_hash = hashlib.blake2b(
             self.state_hash + self._packer.pack((self.time_ms, events)),
