@@ -89,6 +89,7 @@ from .model import (
 _PAYOUT = limits.contract_payout_cents
 _ID_MAX = limits.id_max
 _QTY_MAX = limits.order_quantity_max
+_REMEMBERED_MAX = limits.client_order_ids_remembered_per_account_max
 
 _BUY_YES, _SELL_YES, _BUY_NO, _SELL_NO = (int(s) for s in Side)
 _LIMIT, _MARKET = int(OrderType.LIMIT), int(OrderType.MARKET)
@@ -102,6 +103,14 @@ _MAKER, _TAKER = int(Liquidity.MAKER), int(Liquidity.TAKER)
 _BID, _ASK = int(BookSide.BID), int(BookSide.ASK)
 _PROPOSED, _OPEN, _HALTED, _CLOSED, _SETTLED = (int(s) for s in MarketStatus)
 _BINARY, _SCALAR = int(MarketKind.BINARY), int(MarketKind.SCALAR)
+_CANCEL_REQUESTED = int(CancelReason.REQUESTED)
+_CANCEL_MASS_CANCEL = int(CancelReason.MASS_CANCEL)
+_CANCEL_SELF_TRADE_PREVENTED = int(CancelReason.SELF_TRADE_PREVENTED)
+_CANCEL_IMMEDIATE_REMAINDER = int(CancelReason.IMMEDIATE_REMAINDER)
+_CANCEL_EXPIRED = int(CancelReason.EXPIRED)
+_CANCEL_MARKET_CLOSED = int(CancelReason.MARKET_CLOSED)
+_CANCEL_REDUCE_ONLY_TRIMMED = int(CancelReason.REDUCE_ONLY_TRIMMED)
+_CANCEL_MAX_COST_REACHED = int(CancelReason.MAX_COST_REACHED)
 
 _EV_ACCEPTED = OrderAccepted.CODE
 _EV_REJECTED = CommandRejected.CODE
@@ -179,7 +188,7 @@ class Engine:
         self.next_market_id = 1
         self.next_order_id = 1
         self.next_trade_id = 1
-        self.bank_references: set[str] = set()  # membership only, never iterated
+        self.bank_references: dict[str, int] = {}  # reference -> the account it moved money for
         self.fees_collected = 0
         self.deposits_total = 0
         self.withdrawals_total = 0
@@ -277,7 +286,7 @@ class Engine:
             expire_time_ms, order_id = heapq.heappop(heap)
             order = self.orders.get(order_id)
             if order is not None and order.expire_time_ms == expire_time_ms:
-                self._cancel(order, CancelReason.EXPIRED)
+                self._cancel(order, _CANCEL_EXPIRED)
         closes = self.close_heap
         while closes and closes[0][0] <= now:
             close_time_ms, market_id = heapq.heappop(closes)
@@ -301,6 +310,12 @@ class Engine:
         related_id: int,
         reason: Reject,
     ) -> None:
+        # Ids are echoed back only when they are ids: a number out of range (a log entry can
+        # hold any integer msgpack can) is reported as 0, so every event stays packable.
+        if not 0 <= client_order_id <= _ID_MAX:
+            client_order_id = 0
+        if not 0 <= related_id <= _ID_MAX:
+            related_id = 0
         if account is None:
             self._events.append(
                 (_EV_REJECTED, 0, 0, command_code, client_order_id, related_id, int(reason))
@@ -451,7 +466,7 @@ class Engine:
                 market, account, is_bid, yes_price, stp, quantity, max_cost, market.taker_bps
             )
             if effective < quantity and max_cost:
-                stop_reason = int(CancelReason.MAX_COST_REACHED)
+                stop_reason = _CANCEL_MAX_COST_REACHED
             if effective:
                 yes_price = last_price  # collateral at the worst price it will really pay
             crosses = effective > 0
@@ -544,7 +559,11 @@ class Engine:
         account.orders[order_id] = order
         account.open_by_client_id[client_order_id] = order
         self.orders[order_id] = order
-        self._remember_client_id(account, client_order_id, order_id)
+        account.recent_client_ids[client_order_id] = order_id
+        queue = account.recent_queue
+        queue.append((client_order_id, order_id))
+        if len(queue) > _REMEMBERED_MAX:
+            self._forget_oldest_client_id(account)
         account.seq += 1
         self._events.append(
             (
@@ -563,6 +582,10 @@ class Engine:
                 expire_time_ms,
             )
         )
+        if not crosses and rests:
+            # Nothing to match: the order rests and the hold computed above is final.
+            self._rest(order)
+            return None
         if crosses:
             stop_reason = self._match(order, market) or stop_reason
             am.taker_bound = 0
@@ -573,12 +596,13 @@ class Engine:
             self._emit_cancelled(
                 order,
                 order.remaining + quantity - effective,
-                stop_reason or CancelReason.IMMEDIATE_REMAINDER,
+                stop_reason or _CANCEL_IMMEDIATE_REMAINDER,
             )
         else:
             self._unregister(order)
         self._rehold(am)
         self._drop_if_empty(am)
+        return None
 
     def _market_reach(
         self,
@@ -708,9 +732,9 @@ class Engine:
                     break
                 if resting.account is account:
                     if stp != _STP_AGGRESSING:
-                        self._cancel(resting, CancelReason.SELF_TRADE_PREVENTED)
+                        self._cancel(resting, _CANCEL_SELF_TRADE_PREVENTED)
                     if stp != _STP_RESTING:
-                        return int(CancelReason.SELF_TRADE_PREVENTED)
+                        return _CANCEL_SELF_TRADE_PREVENTED
                     continue
                 self._trade(order, resting, price)
         return 0
@@ -836,13 +860,13 @@ class Engine:
             else:
                 excess_asks -= cut
             if cut == order.remaining:
-                self._cancel(order, CancelReason.REDUCE_ONLY_TRIMMED)
+                self._cancel(order, _CANCEL_REDUCE_ONLY_TRIMMED)
             else:
                 level = order.level
                 level.quantity -= cut
                 self._touch(level)
                 am.reduce(order, cut)
-                self._emit_cancelled(order, cut, CancelReason.REDUCE_ONLY_TRIMMED)
+                self._emit_cancelled(order, cut, _CANCEL_REDUCE_ONLY_TRIMMED)
                 self._rehold(am)
 
     def _cancel_order(self, command: Any) -> None:
@@ -858,7 +882,7 @@ class Engine:
             return self._reject(None, code, 0, 0, _R.ACCOUNT_MUST_EXIST)
         order = self._find_order(account, code, order_id, client_order_id, client_order_id)
         if order is not None:
-            self._cancel(order, CancelReason.REQUESTED)
+            self._cancel(order, _CANCEL_REQUESTED)
 
     def _find_order(
         self,
@@ -905,18 +929,19 @@ class Engine:
             return self._reject(None, code, 0, 0, _R.ACCOUNT_MUST_EXIST)
         if not 0 < new_client_order_id <= _ID_MAX:
             return self._reject(account, code, 0, order_id, _R.CLIENT_ORDER_ID_MUST_BE_IN_RANGE)
-        order = self._find_order(account, code, order_id, client_order_id, new_client_order_id)
+        new_id = new_client_order_id
+        # The new id is checked before the order is looked up: a retried replace names an
+        # order by its old id, which is gone, and must still be answered `exists`.
+        existing = account.open_by_client_id.get(new_id)
+        if existing is not None:
+            return self._reject(account, code, new_id, existing.order_id, _R.EXISTS)
+        remembered = account.recent_client_ids.get(new_id)
+        if remembered is not None:
+            return self._reject(account, code, new_id, remembered, _R.EXISTS)
+        order = self._find_order(account, code, order_id, client_order_id, new_id)
         if order is None:
             return None
         order_id = order.order_id
-        new_id = new_client_order_id
-        if new_id != order.client_order_id:
-            existing = account.open_by_client_id.get(new_id)
-            if existing is not None:
-                return self._reject(account, code, new_id, existing.order_id, _R.EXISTS)
-            remembered = account.recent_client_ids.get(new_id)
-            if remembered is not None:
-                return self._reject(account, code, new_id, remembered, _R.EXISTS)
         if not 1 <= price <= 99:
             return self._reject(account, code, new_id, order_id, _R.PRICE_MUST_BE_BETWEEN_1_AND_99)
         if quantity <= 0:
@@ -1047,23 +1072,25 @@ class Engine:
         for order_id in order_ids:
             order = self.orders.get(order_id)
             if order is not None:  # a trim of an earlier one may have taken it already
-                self._cancel(order, CancelReason.MASS_CANCEL)
+                self._cancel(order, _CANCEL_MASS_CANCEL)
         return None
 
     # -- Order bookkeeping ------------------------------------------------------------------
 
     def _remember_client_id(self, account: Account, client_order_id: int, order_id: int) -> None:
         account.recent_client_ids[client_order_id] = order_id
-        queue = account.recent_queue
-        queue.append((client_order_id, order_id))
-        if len(queue) > limits.client_order_ids_remembered_per_account_max:
-            old_client_order_id, old_order_id = queue.popleft()
-            if account.recent_client_ids.get(old_client_order_id) == old_order_id:
-                del account.recent_client_ids[old_client_order_id]
+        account.recent_queue.append((client_order_id, order_id))
+        if len(account.recent_queue) > _REMEMBERED_MAX:
+            self._forget_oldest_client_id(account)
+
+    @staticmethod
+    def _forget_oldest_client_id(account: Account) -> None:
+        """Past the window, an id is forgotten, unless it was taken again since."""
+        old_client_order_id, old_order_id = account.recent_queue.popleft()
+        if account.recent_client_ids.get(old_client_order_id) == old_order_id:
+            del account.recent_client_ids[old_client_order_id]
 
     def _rename(self, order: Order, new_client_order_id: int) -> None:
-        if new_client_order_id == order.client_order_id:
-            return
         account = order.account
         del account.open_by_client_id[order.client_order_id]
         account.open_by_client_id[new_client_order_id] = order
@@ -1157,7 +1184,7 @@ class Engine:
                 order.client_order_id,
                 order.market.market_id,
                 quantity,
-                int(reason),
+                reason,
             )
         )
 
@@ -1249,7 +1276,7 @@ class Engine:
         self._events.append((_EV_ACCOUNT_CREATED, account_id, 1, name, public_key))
         return None
 
-    def _check_transfer(self, command: Any) -> tuple[Account, int, str] | None:
+    def _check_transfer(self, command: Any, amount_max: int) -> tuple[Account, int, str] | None:
         """The checks deposits and withdrawals share, in their precedence."""
         code, account_id, amount, bank_reference = command
         if (
@@ -1266,7 +1293,7 @@ class Engine:
         if amount <= 0:
             self._reject(None, code, 0, account_id, _R.AMOUNT_MUST_BE_POSITIVE)
             return None
-        if amount > limits.deposit_amount_max_cents:
+        if amount > amount_max:
             self._reject(None, code, 0, account_id, _R.AMOUNT_MUST_NOT_EXCEED_MAX)
             return None
         if not 0 < len(bank_reference) <= limits.bank_reference_length_max or not (
@@ -1274,8 +1301,9 @@ class Engine:
         ):
             self._reject(None, code, 0, account_id, _R.BANK_REFERENCE_MUST_BE_VALID)
             return None
-        if bank_reference in self.bank_references:
-            self._reject(None, code, 0, account_id, _R.EXISTS)
+        used_by = self.bank_references.get(bank_reference)
+        if used_by is not None:
+            self._reject(None, code, 0, used_by, _R.EXISTS)
             return None
         if len(self.bank_references) >= limits.bank_references_max:
             self._reject(None, code, 0, account_id, _R.BANK_REFERENCES_MUST_NOT_EXCEED_MAX)
@@ -1283,7 +1311,7 @@ class Engine:
         return account, amount, bank_reference
 
     def _deposit(self, command: Any) -> None:
-        checked = self._check_transfer(command)
+        checked = self._check_transfer(command, limits.deposit_amount_max_cents)
         if checked is None:
             return None
         account, amount, bank_reference = checked
@@ -1294,7 +1322,7 @@ class Engine:
             return self._reject(
                 None, code, 0, account.account_id, _R.EXCHANGE_MONEY_MUST_NOT_EXCEED_MAX
             )
-        self.bank_references.add(bank_reference)
+        self.bank_references[bank_reference] = account.account_id
         self.deposits_total += amount
         account.cash += amount
         account.seq += 1
@@ -1304,7 +1332,7 @@ class Engine:
         return None
 
     def _withdraw(self, command: Any) -> None:
-        checked = self._check_transfer(command)
+        checked = self._check_transfer(command, limits.account_cash_max_cents)
         if checked is None:
             return None
         account, amount, bank_reference = checked
@@ -1316,7 +1344,7 @@ class Engine:
                 account.account_id,
                 _R.WITHDRAWAL_MUST_NOT_EXCEED_AVAILABLE_CASH,
             )
-        self.bank_references.add(bank_reference)
+        self.bank_references[bank_reference] = account.account_id
         self.withdrawals_total += amount
         account.cash -= amount
         account.seq += 1
@@ -1346,7 +1374,7 @@ class Engine:
         if close_time_ms and not self.time_ms < close_time_ms <= limits.time_ms_max:
             return self._reject(None, code, 0, 0, _R.CLOSE_TIME_MUST_BE_IN_FUTURE)
         if not 0 <= taker_bps <= limits.fee_bps_max or not 0 <= maker_bps <= limits.fee_bps_max:
-            return self._reject(None, code, 0, 0, _R.FEE_BPS_MUST_NOT_EXCEED_MAX)
+            return self._reject(None, code, 0, 0, _R.FEE_BPS_MUST_BE_IN_RANGE)
         if not 0 < position_limit <= limits.position_limit_max:
             return self._reject(None, code, 0, 0, _R.POSITION_LIMIT_MUST_BE_IN_RANGE)
         if kind == _BINARY:
@@ -1403,6 +1431,9 @@ class Engine:
         code, market_id, status = command
         if status not in (_OPEN, _HALTED, _CLOSED):
             return self._reject(None, code, 0, market_id, _R.MARKET_STATUS_MUST_BE_KNOWN)
+        if status == market.status:
+            # an operator's retry: the market is already where it was asked to go
+            return self._reject(None, code, 0, market_id, _R.EXISTS)
         if (market.status, status) not in _STATUS_TRANSITIONS:
             return self._reject(
                 None, code, 0, market_id, _R.MARKET_STATUS_TRANSITION_MUST_BE_ALLOWED
@@ -1421,13 +1452,15 @@ class Engine:
         market.seq += 1
         self._events.append((_EV_STATUS, market.market_id, market.seq, _CLOSED))
         for order in resting_orders(market):
-            self._cancel(order, CancelReason.MARKET_CLOSED)
+            self._cancel(order, _CANCEL_MARKET_CLOSED)
 
     def _settle_market(self, command: Any) -> None:
         market = self._market_for_operator(command, 2)
         if market is None:
             return None
         code, market_id, outcome = command
+        if market.status == _SETTLED and outcome == market.outcome:
+            return self._reject(None, code, 0, market_id, _R.EXISTS)  # a retried settlement
         if market.status != _CLOSED:
             return self._reject(None, code, 0, market_id, _R.MARKET_MUST_BE_CLOSED)
         if market.kind == _BINARY:
@@ -1478,7 +1511,7 @@ class Engine:
         if market.status == _SETTLED:
             return self._reject(None, code, 0, market_id, _R.MARKET_MUST_NOT_BE_SETTLED)
         if not 0 <= taker_bps <= limits.fee_bps_max or not 0 <= maker_bps <= limits.fee_bps_max:
-            return self._reject(None, code, 0, market_id, _R.FEE_BPS_MUST_NOT_EXCEED_MAX)
+            return self._reject(None, code, 0, market_id, _R.FEE_BPS_MUST_BE_IN_RANGE)
         if not 0 < position_limit <= limits.position_limit_max:
             return self._reject(None, code, 0, market_id, _R.POSITION_LIMIT_MUST_BE_IN_RANGE)
         market.taker_bps = taker_bps

@@ -112,7 +112,11 @@ def to_state(engine: Engine) -> list[Any]:
                     order.maker_fee,
                 ]
             )
-    return [STATE_VERSION, header, sorted(engine.bank_references), accounts, markets, orders]
+    bank_references = [
+        [reference, engine.bank_references[reference]]
+        for reference in sorted(engine.bank_references)
+    ]
+    return [STATE_VERSION, header, bank_references, accounts, markets, orders]
 
 
 def encode_state(engine: Engine) -> bytes:
@@ -161,7 +165,7 @@ def _build(state: Any) -> Engine:
         engine.withdrawals_total,
     ) = header
     engine.state_hash = bytes(engine.state_hash)
-    engine.bank_references = set(bank_references)
+    engine.bank_references = {reference: account_id for reference, account_id in bank_references}
     for account_id, name, public_key, cash, seq, recent in accounts:
         account = Account(account_id, name, bytes(public_key))
         account.cash = cash

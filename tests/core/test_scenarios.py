@@ -144,14 +144,15 @@ def test_d_cancel_replace_keeps_priority_only_when_shrinking_at_same_price() -> 
     s.run("""
     alice replace #3 4 @ 38         -> replaced; rests 4        # a new price: #4
     alice replace #4 2 @ 38 id=9    -> replaced kept; rests 2
+    alice replace #4 2 @ 38 id=9    -> exists                   # a retry is answered, not applied
     alice replace #4 2 @ 38         -> rejected order_must_exist    # #4 is now #9
-    alice replace #9 2 @ 61 id=9    -> replaced; rests 2        # no asks: it rests at 61
+    alice replace #9 2 @ 61 id=11   -> replaced; rests 2        # no asks: it rests at 61
     """)
     s.expect_book(bids="61x2")
     s.run("""
     carol sell_yes 1 @ 45           -> accepted; filled 1@61; fee 2
-    alice cancel #9                 -> cancelled 1 requested
-    alice cancel #9                 -> rejected order_must_exist
+    alice cancel #11                -> cancelled 1 requested
+    alice cancel #11                -> rejected order_must_exist
     """)
     s.expect_book()
 
@@ -245,7 +246,7 @@ def test_i_market_lifecycle() -> None:
     bob   sell_yes 5 @ 40           -> rejected market_must_be_open
     alice replace #1 4 @ 40         -> rejected market_must_be_open
     alice buy_yes 1 @ 41            -> rejected market_must_be_open
-    op    halt                      -> rejected market_status_transition_must_be_allowed
+    op    halt                      -> exists                   # already halted: a retry
     op    open                      -> ok
     bob   sell_yes 2 @ 40           -> accepted; filled 2@40; fee 4
     op    halt                      -> ok
@@ -254,7 +255,8 @@ def test_i_market_lifecycle() -> None:
     op    open                      -> rejected market_status_transition_must_be_allowed
     bob   buy_yes 1 @ 40            -> rejected market_must_be_open
     op    settle no                 -> ok
-    op    settle no                 -> rejected market_must_be_closed
+    op    settle no                 -> exists                   # a retried settlement
+    op    settle yes                -> rejected market_must_be_closed
     op    configure 100 0 10        -> rejected market_must_not_be_settled
     """)
     s.expect("alice", cash=10_000 - 80)  # her 2 YES lost
