@@ -461,11 +461,15 @@ class Engine:
             return self._reject(account, code, client_order_id, 0, _R.POST_ONLY_MUST_NOT_TAKE)
         effective = quantity  # contracts the order can trade now; less for market orders
         stop_reason = 0
+        own_stop = None  # the account's own order a market order stops at (self-trade)
+        worst_yes = yes_price
         if is_market:
-            effective, last_price = self._market_reach(
+            effective, last_price, own_stop = self._market_reach(
                 market, account, is_bid, yes_price, stp, quantity, max_cost, market.taker_bps
             )
-            if effective < quantity and max_cost:
+            if own_stop is not None:
+                stop_reason = _CANCEL_SELF_TRADE_PREVENTED
+            elif effective < quantity and max_cost:
                 stop_reason = _CANCEL_MAX_COST_REACHED
             if effective:
                 yes_price = last_price  # collateral at the worst price it will really pay
@@ -589,6 +593,17 @@ class Engine:
         if crosses:
             stop_reason = self._match(order, market) or stop_reason
             am.taker_bound = 0
+        if own_stop is not None and stp == _STP_BOTH:
+            # Matching filled what came before the account's own order and stopped there,
+            # as the walk said; cancel-both takes that resting order too.
+            self._cancel(own_stop, _CANCEL_SELF_TRADE_PREVENTED)
+        elif is_market and stp == _STP_RESTING and effective < quantity and not stop_reason:
+            # A market order with quantity left meets, like an IOC at its worst price, the
+            # rest of the book up to that price: only its own orders are left there.
+            for level in self._levels_within(market, not is_bid, worst_yes):
+                for resting in level.orders():
+                    if resting.account is account:
+                        self._cancel(resting, _CANCEL_SELF_TRADE_PREVENTED)
         if order.remaining and rests and not stop_reason:
             self._rest(order)
         elif order.remaining or effective < quantity:
@@ -614,10 +629,11 @@ class Engine:
         quantity: int,
         max_cost: int,
         taker_bps: int,
-    ) -> tuple[int, int]:
-        """How many contracts a market order fills now, and the last YES price it reaches:
-        the book walked as matching will walk it, stopping at the worst price, at a
-        self-trade that stops matching, or where max_cost (fees included) runs out."""
+    ) -> tuple[int, int, Order | None]:
+        """How many contracts a market order fills now, the last YES price it reaches, and
+        the account's own resting order it stops at, if any: the book walked as matching
+        will walk it, stopping at the worst price, at a self-trade that stops matching
+        (cancel-aggressing or cancel-both), or where max_cost (fees included) runs out."""
         filled = 0
         spent = 0
         basis = 0
@@ -632,7 +648,7 @@ class Engine:
             while resting is not None:
                 if resting.account is account:
                     if stp != _STP_RESTING:
-                        return filled, last_price
+                        return filled, last_price, resting
                     resting = resting.next
                     continue
                 take = min(resting.remaining, quantity - filled)
@@ -650,16 +666,16 @@ class Engine:
                     ):
                         take -= 1
                     if take <= 0:
-                        return filled, last_price
+                        return filled, last_price, None
                     spent += take * x + fee_cents(taker_bps, basis + take * b) - fee
                     basis += take * b
                     fee = fee_cents(taker_bps, basis)
                 filled += take
                 last_price = price
                 if filled == quantity:
-                    return filled, last_price
+                    return filled, last_price, None
                 resting = resting.next
-        return filled, last_price
+        return filled, last_price, None
 
     def _fillable(
         self, market: Market, account: Account, is_bid: bool, limit: int, stp: int, want: int

@@ -8,8 +8,10 @@ engine's after-command callback (the engine itself reads no clock). The naive re
 book gets the same order flow in the same run, and the ratio of the two rates is reported,
 so a noisy machine shifts both figures alike.
 
-The standard mix (docs/benchmarks.md): 100 binary markets, 10,000 funded accounts, each
-market seeded with resting orders around a mid price that wanders; then, per command:
+The standard mix (docs/benchmarks.md): 100 binary markets, 10,000 funded accounts of which
+200 are market makers, each market seeded with resting orders around a mid price that
+wanders. Market makers send 80 % of the passive orders and replaces (as on a real venue,
+where a few firms provide most resting liquidity); takers come from all 10,000. Per command:
 45 % passive limit orders (GTC, 1-10 cents from the mid, on their own side of it),
 25 % cancels of a resting order the generator placed, 10 % cancel-replaces (half shrink at
 the same price, half move the price), 15 % marketable IOC orders (up to 3 cents through
@@ -48,6 +50,8 @@ from evx.core import (
 
 MARKETS = 100
 ACCOUNTS = 10_000
+MARKET_MAKERS = 200
+MARKET_MAKER_SHARE = 0.8
 SEED_ORDERS_PER_SIDE = 20
 DEPOSIT_CENTS = 10**9
 
@@ -111,6 +115,11 @@ class Workload:
     def _account(self) -> int:
         return self.random.randint(1, self.accounts)
 
+    def _maker_account(self) -> int:
+        if self.random.random() < MARKET_MAKER_SHARE:
+            return self.random.randint(1, min(MARKET_MAKERS, self.accounts))
+        return self._account()
+
     def _client_id(self, account: int) -> int:
         client_id = self.next_client_id[account]
         self.next_client_id[account] = client_id + 1
@@ -124,7 +133,7 @@ class Workload:
         bid = side in (Side.BUY_YES, Side.SELL_NO)
         yes_price = max(1, min(99, mid - distance if bid else mid + distance))
         price = yes_price if side in (Side.BUY_YES, Side.SELL_YES) else 100 - yes_price
-        account = self._account()
+        account = self._maker_account()
         client_id = self._client_id(account)
         self.live.append((account, client_id, market, side, price))
         return NewOrder(account, client_id, market, side, price, r.randint(1, 100))
