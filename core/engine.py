@@ -587,8 +587,35 @@ class Engine:
             )
         )
         if not crosses and rests:
-            # Nothing to match: the order rests and the hold computed above is final.
-            self._rest(order)
+            # Nothing to match: the order rests and the hold computed above is final. This
+            # is the most frequent path, so `_rest` is written out here.
+            if is_bid:
+                level = market.bid_levels[yes_price]
+                if level is None:
+                    level = market.bid_levels[yes_price] = Level(market, True, yes_price)
+                    market.bid_mask |= 1 << yes_price
+            else:
+                level = market.ask_levels[yes_price]
+                if level is None:
+                    level = market.ask_levels[yes_price] = Level(market, False, yes_price)
+                    market.ask_mask |= 1 << yes_price
+            tail = level.tail
+            order.prev = tail
+            order.level = level
+            if tail is None:
+                level.head = order
+            else:
+                tail.next = order
+            level.tail = order
+            level.quantity += quantity
+            level.count += 1
+            market.open_orders += 1
+            if not level.dirty:
+                level.dirty = True
+                self._dirty_levels.append(level)
+            if time_in_force == _GTD:
+                self.gtd_open += 1
+                heapq.heappush(self.gtd_heap, (expire_time_ms, order_id))
             return None
         if crosses:
             stop_reason = self._match(order, market) or stop_reason
@@ -785,9 +812,10 @@ class Engine:
         if not maker.remaining:
             self._unlink(maker)
             self._unregister(maker)
+            if not maker_am.orders and not maker_am.position and not maker_am.hold:
+                self._drop(maker_am)
         if maker_am.reduce_bid_qty or maker_am.reduce_ask_qty:
             self._trim_reduce_only(maker_am)
-        self._drop_if_empty(maker_am)
         taker_am = taker.am
         if taker_am.reduce_bid_qty or taker_am.reduce_ask_qty:
             self._trim_reduce_only(taker_am)
@@ -810,7 +838,22 @@ class Engine:
             total = fee_cents(order.maker_bps, basis)
             fee = total - order.maker_fee
             order.maker_fee = total
-        am.reduce(order, quantity)
+        # am.reduce(order, quantity), written out: this runs twice per trade
+        order.remaining -= quantity
+        if order.is_bid:
+            am.bid_qty -= quantity
+            am.bid_notional -= order.x * quantity
+            if order.reduce_only:
+                am.reduce_bid_qty -= quantity
+        else:
+            am.ask_qty -= quantity
+            am.ask_notional -= order.x * quantity
+            if order.reduce_only:
+                am.reduce_ask_qty -= quantity
+        if order.maker_bps:
+            bound = order.maker_fee_bound()
+            am.maker_bound += bound - order.maker_bound
+            order.maker_bound = bound
         position = am.position
         if order.is_bid:
             paid = price * quantity
@@ -1175,18 +1218,46 @@ class Engine:
         order.am.remove(order)
 
     def _cancel(self, order: Order, reason: int) -> None:
-        """Cancel all that is left of an open order."""
+        """Cancel all that is left of an open order. The most frequent command's path, so
+        the level, the indexes and the hold are updated here inline."""
         quantity = order.remaining
+        order_id = order.order_id
+        account = order.account
+        am = order.am
         level = order.level
         if level is not None:
             level.quantity -= quantity
-            self._touch(level)
+            if not level.dirty:
+                level.dirty = True
+                self._dirty_levels.append(level)
             self._unlink(order)
-        self._unregister(order)
-        self._emit_cancelled(order, quantity, reason)
-        am = order.am
-        self._rehold(am)
-        self._drop_if_empty(am)
+        del account.orders[order_id]
+        del account.open_by_client_id[order.client_order_id]
+        del self.orders[order_id]
+        am.count(order, -1)
+        del am.orders[order_id]
+        account.seq += 1
+        self._events.append(
+            (
+                _EV_CANCELLED,
+                account.account_id,
+                account.seq,
+                order_id,
+                order.client_order_id,
+                order.market.market_id,
+                quantity,
+                reason,
+            )
+        )
+        new_hold = required_hold(am)
+        change = new_hold - am.hold
+        if change:
+            am.hold = new_hold
+            account.held += change
+            account.cash -= change
+            assert account.cash >= 0, "a hold grew past the account's cash"
+        if not new_hold and not am.orders and not am.position:
+            self._drop(am)
 
     def _emit_cancelled(self, order: Order, quantity: int, reason: int) -> None:
         account = order.account
@@ -1237,11 +1308,16 @@ class Engine:
 
     def _drop_if_empty(self, am: AccountMarket) -> None:
         if not am.orders and not am.position and not am.hold:
-            account = am.account
-            market = am.market
-            if account.markets.get(market.market_id) is am:
-                del account.markets[market.market_id]
-                del market.ams[account.account_id]
+            self._drop(am)
+
+    @staticmethod
+    def _drop(am: AccountMarket) -> None:
+        """Forget an AccountMarket with no orders, no position and no hold."""
+        account = am.account
+        market = am.market
+        if account.markets.get(market.market_id) is am:
+            del account.markets[market.market_id]
+            del market.ams[account.account_id]
 
     def _touch(self, level: Level) -> None:
         if not level.dirty:
