@@ -169,7 +169,7 @@ class Batch:
         """The batch in an entry. Commands stay raw: the engine validates each one, so one
         bad command is one reject. Raises RecordError only if the entry is no batch."""
         try:
-            value = msgpack.unpackb(entry, raw=False, strict_map_key=True, use_list=False)
+            value = msgpack.unpackb(entry, raw=False, strict_map_key=False, use_list=False)
         except Exception as error:  # msgpack raises several types for bad bytes
             raise RecordError(f"entry is not msgpack: {error}") from None
         if type(value) is not tuple or len(value) != 2 or type(value[1]) is not tuple:

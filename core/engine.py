@@ -199,6 +199,7 @@ class Engine:
         self.close_heap: list[tuple[int, int]] = []  # (close_time_ms, market_id)
         self._events: list[tuple[Any, ...]] = []
         self._dirty_levels: list[Level] = []
+        self._pending_trims: list[AccountMarket] = []
         self._packer = msgpack.Packer(use_bin_type=True)
         self._handlers = {
             NewOrder.CODE: (len(NewOrder.FIELDS) + 1, self._new_order),
@@ -253,6 +254,8 @@ class Engine:
                             self._reject_shape(command, _R.COMMAND_MUST_BE_WELL_FORMED)
                         else:
                             entry[1](command)
+                            if self._pending_trims:
+                                self._flush_trims()
                             if dirty:
                                 self._flush_levels()
                     else:
@@ -464,7 +467,7 @@ class Engine:
         own_stop = None  # the account's own order a market order stops at (self-trade)
         worst_yes = yes_price
         if is_market:
-            effective, last_price, own_stop = self._market_reach(
+            effective, last_price, own_stop = self._reach(
                 market, account, is_bid, yes_price, stp, quantity, max_cost, market.taker_bps
             )
             if own_stop is not None:
@@ -478,7 +481,7 @@ class Engine:
             effective < quantity
             if is_market
             else not crosses
-            or self._fillable(market, account, is_bid, yes_price, stp, quantity) < quantity
+            or self._reach(market, account, is_bid, yes_price, stp, quantity, 0, 0)[0] < quantity
         ):
             return self._reject(
                 account, code, client_order_id, 0, _R.FILL_OR_KILL_MUST_FILL_COMPLETELY
@@ -494,7 +497,7 @@ class Engine:
                 return self._reject(
                     account, code, client_order_id, 0, _R.REDUCE_ONLY_MUST_REDUCE_POSITION
                 )
-            if position + am.bid_qty + effective > market.position_limit and not reduce_only:
+            if position + am.bid_qty + effective > market.position_limit:
                 return self._reject(
                     account, code, client_order_id, 0, _R.POSITION_MUST_STAY_WITHIN_LIMIT
                 )
@@ -503,7 +506,7 @@ class Engine:
                 return self._reject(
                     account, code, client_order_id, 0, _R.REDUCE_ONLY_MUST_REDUCE_POSITION
                 )
-            if am.ask_qty + effective - position > market.position_limit and not reduce_only:
+            if am.ask_qty + effective - position > market.position_limit:
                 return self._reject(
                     account, code, client_order_id, 0, _R.POSITION_MUST_STAY_WITHIN_LIMIT
                 )
@@ -542,6 +545,8 @@ class Engine:
         )
         if rests and order.maker_bps:
             order.maker_bound = order.maker_fee_bound()
+        if is_market:
+            order.unreached = quantity - effective
         am.add(order)
         if crosses:
             am.taker_bound = taker_fee_bound(order, position)
@@ -593,12 +598,12 @@ class Engine:
                 level = market.bid_levels[yes_price]
                 if level is None:
                     level = market.bid_levels[yes_price] = Level(market, True, yes_price)
-                    market.bid_mask |= 1 << yes_price
+                market.bid_mask |= 1 << yes_price
             else:
                 level = market.ask_levels[yes_price]
                 if level is None:
                     level = market.ask_levels[yes_price] = Level(market, False, yes_price)
-                    market.ask_mask |= 1 << yes_price
+                market.ask_mask |= 1 << yes_price
             tail = level.tail
             order.prev = tail
             order.level = level
@@ -637,7 +642,7 @@ class Engine:
             self._unregister(order)
             self._emit_cancelled(
                 order,
-                order.remaining + quantity - effective,
+                order.remaining + order.unreached,
                 stop_reason or _CANCEL_IMMEDIATE_REMAINDER,
             )
         else:
@@ -646,28 +651,29 @@ class Engine:
         self._drop_if_empty(am)
         return None
 
-    def _market_reach(
+    def _reach(
         self,
         market: Market,
         account: Account,
         is_bid: bool,
-        worst_yes: int,
+        limit: int,
         stp: int,
         quantity: int,
         max_cost: int,
         taker_bps: int,
     ) -> tuple[int, int, Order | None]:
-        """How many contracts a market order fills now, the last YES price it reaches, and
-        the account's own resting order it stops at, if any: the book walked as matching
-        will walk it, stopping at the worst price, at a self-trade that stops matching
-        (cancel-aggressing or cancel-both), or where max_cost (fees included) runs out."""
+        """What an immediate order would fill now, walking the book exactly as matching
+        will: the contracts, the last YES price reached, and the account's own resting
+        order it stops at (cancel-aggressing or cancel-both), if any. It stops at the limit,
+        at `quantity`, or where `max_cost` (fees included, 0 for none) runs out. Reduce-only
+        makers are capped by their position as earlier fills of the same walk move it."""
         filled = 0
         spent = 0
         basis = 0
         fee = 0
-        last_price = worst_yes
-        budget = max_cost or -1
-        for level in self._levels_within(market, not is_bid, worst_yes):
+        last_price = limit
+        positions: dict[int, int] = {}  # by account: makers with reduce-only orders, as walked
+        for level in self._levels_within(market, not is_bid, limit):
             price = level.price
             x = price if is_bid else _PAYOUT - price
             b = price * (_PAYOUT - price)
@@ -679,9 +685,18 @@ class Engine:
                     resting = resting.next
                     continue
                 take = min(resting.remaining, quantity - filled)
-                if budget >= 0:
+                maker = resting.am
+                tracked = maker.reduce_bid_qty or maker.reduce_ask_qty
+                if tracked and resting.reduce_only:
+                    position = positions.get(resting.account.account_id, maker.position)
+                    if resting.is_bid:
+                        capacity = -position if position < 0 else 0
+                    else:
+                        capacity = position if position > 0 else 0
+                    take = min(take, capacity)
+                if max_cost and take > 0:
                     # the most contracts that fit: the cost is increasing in contracts
-                    room = budget - spent
+                    room = max_cost - spent
                     estimate = (
                         room
                         * limits.fee_denominator
@@ -697,30 +712,17 @@ class Engine:
                     spent += take * x + fee_cents(taker_bps, basis + take * b) - fee
                     basis += take * b
                     fee = fee_cents(taker_bps, basis)
-                filled += take
-                last_price = price
-                if filled == quantity:
-                    return filled, last_price, None
+                if take > 0:
+                    filled += take
+                    last_price = price
+                    if tracked:
+                        key = resting.account.account_id
+                        position = positions.get(key, maker.position)
+                        positions[key] = position + take if resting.is_bid else position - take
+                    if filled == quantity:
+                        return filled, last_price, None
                 resting = resting.next
         return filled, last_price, None
-
-    def _fillable(
-        self, market: Market, account: Account, is_bid: bool, limit: int, stp: int, want: int
-    ) -> int:
-        """Contracts an incoming order could fill now (for fill-or-kill), up to `want`."""
-        total = 0
-        for level in self._levels_within(market, not is_bid, limit):
-            resting = level.head
-            while resting is not None:
-                if resting.account is account:
-                    if stp != _STP_RESTING:
-                        return total
-                else:
-                    total += resting.remaining
-                    if total >= want:
-                        return total
-                resting = resting.next
-        return total
 
     @staticmethod
     def _levels_within(market: Market, bids: bool, limit: int) -> list[Level]:
@@ -779,6 +781,13 @@ class Engine:
                     if stp != _STP_RESTING:
                         return _CANCEL_SELF_TRADE_PREVENTED
                     continue
+                if resting.reduce_only:
+                    # It may only close what its account holds now, which earlier fills of
+                    # this sweep may have shrunk: the rest of it is cancelled first.
+                    capacity = resting.am.closing_capacity(resting.is_bid)
+                    if capacity < resting.remaining:
+                        self._trim(resting, resting.remaining - capacity)
+                        continue
                 self._trade(order, resting, price)
         return 0
 
@@ -814,11 +823,6 @@ class Engine:
             self._unregister(maker)
             if not maker_am.orders and not maker_am.position and not maker_am.hold:
                 self._drop(maker_am)
-        if maker_am.reduce_bid_qty or maker_am.reduce_ask_qty:
-            self._trim_reduce_only(maker_am)
-        taker_am = taker.am
-        if taker_am.reduce_bid_qty or taker_am.reduce_ask_qty:
-            self._trim_reduce_only(taker_am)
 
     def _fill(self, order: Order, price: int, quantity: int, trade_id: int, liquidity: int) -> None:
         """Move the money and position of one side of a trade."""
@@ -868,6 +872,9 @@ class Engine:
             market.open_interest -= redeemed
             position -= quantity
         am.position = position
+        if (am.reduce_bid_qty or am.reduce_ask_qty) and not am.trim_pending:
+            am.trim_pending = True
+            self._pending_trims.append(am)
         market.escrow += paid - _PAYOUT * redeemed
         if liquidity == _TAKER:
             am.taker_bound = taker_fee_bound(order, position)
@@ -893,40 +900,49 @@ class Engine:
                 price if order.side <= _SELL_YES else _PAYOUT - price,
                 quantity,
                 fee,
-                order.remaining,
+                order.remaining + order.unreached,
                 liquidity,
                 position,
             )
         )
 
-    def _trim_reduce_only(self, am: AccountMarket) -> None:
-        """Reduce-only orders never add up to more than the position they reduce: when the
-        position shrinks, trim the newest ones first."""
-        position = am.position
-        excess_bids = am.reduce_bid_qty - (-position if position < 0 else 0)
-        excess_asks = am.reduce_ask_qty - (position if position > 0 else 0)
-        if excess_bids <= 0 and excess_asks <= 0:
-            return
-        for order in reversed(list(am.orders.values())):
-            if not order.reduce_only or order.level is None:
-                continue  # an incoming order is trimmed by its own fills, not here
-            excess = excess_bids if order.is_bid else excess_asks
-            if excess <= 0:
+    def _flush_trims(self) -> None:
+        """After a command, reduce-only orders never add up to more than the position they
+        reduce: where fills shrank a position, the newest ones are trimmed first."""
+        pending = self._pending_trims
+        self._pending_trims = []
+        for am in pending:
+            am.trim_pending = False
+            excess_bids = am.reduce_bid_qty - am.closing_capacity(True)
+            excess_asks = am.reduce_ask_qty - am.closing_capacity(False)
+            if excess_bids <= 0 and excess_asks <= 0:
                 continue
-            cut = min(excess, order.remaining)
-            if order.is_bid:
-                excess_bids -= cut
-            else:
-                excess_asks -= cut
-            if cut == order.remaining:
-                self._cancel(order, _CANCEL_REDUCE_ONLY_TRIMMED)
-            else:
-                level = order.level
-                level.quantity -= cut
-                self._touch(level)
-                am.reduce(order, cut)
-                self._emit_cancelled(order, cut, _CANCEL_REDUCE_ONLY_TRIMMED)
-                self._rehold(am)
+            for order in reversed(list(am.orders.values())):
+                if not order.reduce_only:
+                    continue
+                if order.is_bid and excess_bids > 0:
+                    cut = min(excess_bids, order.remaining)
+                    excess_bids -= cut
+                elif not order.is_bid and excess_asks > 0:
+                    cut = min(excess_asks, order.remaining)
+                    excess_asks -= cut
+                else:
+                    continue
+                self._trim(order, cut)
+
+    def _trim(self, order: Order, cut: int) -> None:
+        """Cancel `cut` contracts of a resting reduce-only order (all of it, or part)."""
+        if cut >= order.remaining:
+            self._cancel(order, _CANCEL_REDUCE_ONLY_TRIMMED)
+            return
+        level = order.level
+        assert level is not None
+        level.quantity -= cut
+        self._touch(level)
+        am = order.am
+        am.reduce(order, cut)
+        self._emit_cancelled(order, cut, _CANCEL_REDUCE_ONLY_TRIMMED)
+        self._rehold(am)
 
     def _cancel_order(self, command: Any) -> None:
         code, account_id, order_id, client_order_id = command
@@ -1042,11 +1058,7 @@ class Engine:
                 return self._reject(
                     account, code, new_id, order_id, _R.REDUCE_ONLY_MUST_REDUCE_POSITION
                 )
-            if (
-                not order.reduce_only
-                and added > 0
-                and position + am.bid_qty + added > market.position_limit
-            ):
+            if added > 0 and position + am.bid_qty + added > market.position_limit:
                 return self._reject(
                     account, code, new_id, order_id, _R.POSITION_MUST_STAY_WITHIN_LIMIT
                 )
@@ -1055,11 +1067,7 @@ class Engine:
                 return self._reject(
                     account, code, new_id, order_id, _R.REDUCE_ONLY_MUST_REDUCE_POSITION
                 )
-            if (
-                not order.reduce_only
-                and added > 0
-                and am.ask_qty + added - position > market.position_limit
-            ):
+            if added > 0 and am.ask_qty + added - position > market.position_limit:
                 return self._reject(
                     account, code, new_id, order_id, _R.POSITION_MUST_STAY_WITHIN_LIMIT
                 )
@@ -1164,12 +1172,12 @@ class Engine:
             level = market.bid_levels[price]
             if level is None:
                 level = market.bid_levels[price] = Level(market, True, price)
-                market.bid_mask |= 1 << price
+            market.bid_mask |= 1 << price
         else:
             level = market.ask_levels[price]
             if level is None:
                 level = market.ask_levels[price] = Level(market, False, price)
-                market.ask_mask |= 1 << price
+            market.ask_mask |= 1 << price
         level.append(order)
         market.open_orders += 1
         if not level.dirty:
@@ -1190,14 +1198,14 @@ class Engine:
             self.gtd_open -= 1
             self._compact_gtd()
         if not level.count:
-            assert level.quantity == 0
-            price = level.price
+            # Empty: out of the mask at once, so matching moves on; the Level object stays in
+            # its slot until the command's LevelUpdated events are out, so an order resting
+            # at this price again in the same command reuses it (one event per level).
+            assert level.quantity == 0 and level.dirty
             if level.is_bid:
-                market.bid_levels[price] = None
-                market.bid_mask &= ~(1 << price)
+                market.bid_mask &= ~(1 << level.price)
             else:
-                market.ask_levels[price] = None
-                market.ask_mask &= ~(1 << price)
+                market.ask_mask &= ~(1 << level.price)
 
     def _compact_gtd(self) -> None:
         if len(self.gtd_heap) > 2 * self.gtd_open + 1_024:
@@ -1342,6 +1350,10 @@ class Engine:
                     level.count,
                 )
             )
+            if not level.count:
+                levels = market.bid_levels if level.is_bid else market.ask_levels
+                if levels[level.price] is level:
+                    levels[level.price] = None
         self._dirty_levels.clear()
 
     # -- Accounts and money --------------------------------------------------------------

@@ -63,6 +63,7 @@ class Order:
         "taker_bps",
         "taker_fee",
         "time_in_force",
+        "unreached",
         "x",
     )
 
@@ -97,6 +98,9 @@ class Order:
         self.b = price * (PAYOUT - price)
         self.quantity = quantity
         self.remaining = quantity
+        # a market order's contracts that no price it accepts can reach now: still open
+        # (reported as leaves) until the order ends, never matched
+        self.unreached = 0
         self.order_type = order_type
         self.time_in_force = time_in_force
         self.flags = flags
@@ -301,6 +305,7 @@ class AccountMarket:
         "reduce_ask_qty",
         "reduce_bid_qty",
         "taker_bound",
+        "trim_pending",
     )
 
     def __init__(self, account: Account, market: Market) -> None:
@@ -317,6 +322,7 @@ class AccountMarket:
         self.reduce_ask_qty = 0
         self.hold = 0
         self.orders: dict[int, Order] = {}  # by order_id, in acceptance order
+        self.trim_pending = False  # its position moved in this command: check reduce-only
 
     def count(self, order: Order, sign: int) -> None:
         """Add (sign 1) or take away (sign -1) the order's remaining contracts in the sums."""
@@ -361,6 +367,13 @@ class AccountMarket:
 
     def is_empty(self) -> bool:
         return not self.orders and not self.position and not self.hold
+
+    def closing_capacity(self, is_bid: bool) -> int:
+        """How many contracts orders on one side can close: NO held for bids, YES for asks."""
+        position = self.position
+        if is_bid:
+            return -position if position < 0 else 0
+        return position if position > 0 else 0
 
 
 def resting_orders(market: Market) -> list[Order]:
