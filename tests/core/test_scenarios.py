@@ -301,3 +301,24 @@ def test_l_client_order_ids_are_answered_exists() -> None:
     alice buy_yes 1 @ 11 id=0       -> rejected client_order_id_must_be_in_range
     """)
     s.expect_book()
+
+
+def test_m_the_worked_collateral_example_of_docs_engine_md() -> None:
+    """docs/engine.md section 4, row by row."""
+    s = Scenario()
+    s.run("""
+    alice buy_yes 10 @ 40           -> accepted; rests 10
+    """)
+    s.expect("alice", cash=9_600, held=400)
+    s.run("""
+    bob   sell_yes 4 @ 40           -> accepted; filled 4@40; fee 7
+    """)
+    s.expect("alice", cash=9_600, held=240, position=4)
+    s.run("""
+    alice sell_yes 4 @ 45           -> accepted; rests 4        # closes her 4 YES: no hold
+    """)
+    s.expect("alice", cash=9_600, held=240, position=4)
+    s.run("""
+    alice sell_yes 2 @ 46           -> accepted; rests 2        # opens: the cheapest 2 at 54
+    """)
+    s.expect("alice", cash=9_492, held=348, position=4)
