@@ -1,0 +1,353 @@
+"""One Raft node: pysyncobj, with the gaps evx cannot live with closed in this one module.
+
+Strategy: `RaftNode` is a SyncObj with one replicated method, `apply_entry(entry: bytes)`,
+which hands each committed entry, in log order, to a state machine (`StateMachine`: the
+exchange engine, or a counter in tests). Everything else pysyncobj does as it does. The
+gaps of ../shared/notes/pysyncobj.md, and where each is closed:
+
+1. The journal is never flushed. `DurableJournal` (journal.py) replaces pysyncobj's
+   FileJournal; `_GuardedTransport.send` syncs it before a follower acknowledges entries
+   (`next_node_idx`), and `_onTick` syncs it before each tick, whose first step on the
+   leader is to count its own copy toward a majority. Committed therefore means on disk
+   on a majority.
+2. Followers truncate entries they already hold. `_guard_append` rewrites each incoming
+   `append_entries` so that entries the follower has with the same index and term are
+   skipped: pysyncobj then truncates only at a real conflict, as Raft says. A message that
+   would still cut entries without any conflict is dropped (the leader sends again).
+3. An exception in the replicated method is logged and the entry retried forever. Here any
+   exception while applying stops the process (exit code 70): every replica fails on the
+   same entry, so the cluster halts instead of diverging.
+4. A cut-off leader acts as leader for `leaderFallbackTimeout` (30 s by default): set to
+   `leader_fallback_s` (2 s).
+5. Without `password` the peer port unpickles anything. A node refuses to start without
+   a cluster secret, and pysyncobj then authenticates and encrypts every peer message.
+
+pysyncobj builds its journal through the module global `createJournal`; `_journal_factory`
+swaps it for the construction of one node only. Log compaction is off until evx has its
+own snapshots: pysyncobj's default would pickle this object from the tick thread.
+
+Thread rule: pysyncobj's tick thread runs apply_entry, the callbacks and the transport.
+Nothing here touches trio; bridge.py is the only place the two meet.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import sys
+import threading
+import traceback
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import pysyncobj.syncobj as syncobj_module
+from pysyncobj import FAIL_REASON, SyncObj, SyncObjConf, replicated
+from pysyncobj.transport import TCPTransport
+
+from .journal import DurableJournal
+
+logger = logging.getLogger("evx.replication")
+
+EXIT_APPLY_FAILED = 70
+ROLE_NAMES = {0: "follower", 1: "candidate", 2: "leader"}
+
+
+class StateMachine(Protocol):
+    """What Raft replicates: a deterministic function of the entries applied in order."""
+
+    def apply(self, index: int, entry: bytes) -> Any:
+        """Apply the entry at this log index; raise only on a bug (the node then stops)."""
+
+    @property
+    def applied_index(self) -> int:
+        """The log index of the last entry applied (0 before any)."""
+
+    @property
+    def state_hash(self) -> bytes:
+        """A hash of the state; equal applied indexes must give equal hashes."""
+
+
+class SecretRequiredError(ValueError):
+    """A node was configured without a cluster secret."""
+
+
+@dataclass(frozen=True, slots=True)
+class RaftConfig:
+    """Where a node listens, who its peers are, where its journal lives, and timing."""
+
+    self_address: str  # "host:port" of this node's peer port
+    peer_addresses: tuple[str, ...]
+    journal_path: str
+    secret: str  # the cluster secret: authenticates and encrypts peer traffic
+    heartbeat_s: float = 0.05  # appendEntriesPeriod: how often the leader sends
+    election_timeout_min_s: float = 0.5
+    election_timeout_max_s: float = 1.2
+    leader_fallback_s: float = 2.0  # a leader without a majority steps down after this
+    connection_timeout_s: float = 3.5
+    reconnect_s: float = 0.5
+    tick_s: float = 0.02  # the tick thread's longest sleep waiting for sockets
+    entry_bytes_max: int = 4 * 1024 * 1024  # larger entries are refused, never split
+
+    def __post_init__(self) -> None:
+        if not self.secret:
+            raise SecretRequiredError(
+                "a node needs a cluster secret: without one pysyncobj's peer port would "
+                "unpickle, and so run, whatever anyone sends it"
+            )
+        assert self.election_timeout_min_s > 3 * self.heartbeat_s
+        assert self.election_timeout_max_s > self.election_timeout_min_s
+        assert self.leader_fallback_s > self.election_timeout_max_s
+        assert self.connection_timeout_s >= self.election_timeout_max_s
+
+    def syncobj_conf(self, on_state_changed: Callable[[int, int], None]) -> SyncObjConf:
+        never = 10**12  # compaction is off: see the module comment
+        return SyncObjConf(
+            password=self.secret,
+            autoTick=True,
+            autoTickPeriod=self.tick_s,
+            appendEntriesUseBatch=False,  # send each entry at once: latency, not 100 ms
+            appendEntriesPeriod=self.heartbeat_s,
+            appendEntriesBatchSizeBytes=self.entry_bytes_max,
+            raftMinTimeout=self.election_timeout_min_s,
+            raftMaxTimeout=self.election_timeout_max_s,
+            leaderFallbackTimeout=self.leader_fallback_s,
+            connectionTimeout=self.connection_timeout_s,
+            connectionRetryTime=self.reconnect_s,
+            commandsQueueSize=100_000,
+            commandsWaitLeader=True,
+            journalFile=self.journal_path,
+            fullDumpFile=None,
+            logCompactionMinEntries=never,
+            logCompactionMinTime=never,
+            dynamicMembershipChange=False,
+            onStateChanged=on_state_changed,
+            useFork=False,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class RaftStatus:
+    """A node's view of the cluster, taken on the tick thread (so it is consistent)."""
+
+    address: str
+    role: str
+    leader: str | None
+    term: int
+    commit_index: int
+    last_applied: int
+    log_entries: int
+    connected_peers: tuple[str, ...]
+    has_quorum: bool
+    uptime_s: int
+    applied_index: int  # of the state machine: the index its state_hash belongs to
+    state_hash: bytes
+    journal_syncs: int
+
+
+class RaftNode(SyncObj):
+    """A pysyncobj node that replicates one thing: entries for a `StateMachine`."""
+
+    def __init__(
+        self,
+        config: RaftConfig,
+        machine: StateMachine,
+        on_applied: Callable[[int, Any], None] | None = None,
+    ) -> None:
+        self._config = config
+        self._machine = machine
+        self._on_applied = on_applied
+        self._journal: DurableJournal | None = None
+        self._status: RaftStatus | None = None
+        self._dropped_messages = 0
+        self._status_lock = threading.Lock()
+        with _journal_factory(self):
+            super().__init__(
+                config.self_address,
+                list(config.peer_addresses),
+                config.syncobj_conf(self._on_state_changed),
+                transportClass=_GuardedTransport,
+            )
+        assert self._journal is not None
+        self.addOnTickCallback(self._take_status)
+
+    # -- The replicated method --------------------------------------------------------------
+
+    @replicated
+    def apply_entry(self, entry: bytes) -> Any:
+        # While entry i is applied, pysyncobj's last applied index is i - 1.
+        index = self.raftLastApplied + 1
+        try:
+            result = self._machine.apply(index, entry)
+            if self._on_applied is not None:
+                self._on_applied(index, result)
+        except BaseException:  # any failure here must stop the node
+            stop_node(f"applying log entry {index} failed", EXIT_APPLY_FAILED)
+        return result
+
+    def propose(self, entry: bytes, callback: Callable[[Any, int], None]) -> None:
+        """Append an entry (from any thread). `callback(result, fail_reason)` runs on the
+        tick thread once the entry is applied here (reason 0), or has failed."""
+        if len(entry) > self._config.entry_bytes_max:
+            callback(None, FAIL_REASON.REQUEST_DENIED)
+            return
+        self.apply_entry(entry, callback=callback)
+
+    # -- Durability and the message guard ---------------------------------------------------
+
+    def _onTick(self, timeToWait: float = 0.0) -> None:  # noqa: N802, N803 - pysyncobj's
+        """Each tick opens with the leader counting its own copy of every entry toward a
+        majority; whatever was appended since the last tick (commands, or the no-op of a
+        new leader, appended while reading the votes) goes to disk first."""
+        assert self._journal is not None
+        self._journal.sync()
+        super()._onTick(timeToWait)
+
+    def _before_send(self, message: Any) -> None:
+        if type(message) is dict and message.get("type") == "next_node_idx":
+            assert self._journal is not None
+            self._journal.sync()  # a follower acknowledges only what is on its disk
+
+    def _guard_append(self, message: Any) -> Any:
+        assert self._journal is not None
+        guarded = guard_append(self._journal, message)
+        if guarded is None:
+            self._dropped_messages += 1
+        return guarded
+
+    # -- Status ----------------------------------------------------------------------------
+
+    def _on_state_changed(self, old: int, new: int) -> None:
+        logger.info(
+            "raft_role_changed",
+            extra={"old_role": ROLE_NAMES.get(old), "new_role": ROLE_NAMES.get(new)},
+        )
+
+    def _take_status(self) -> None:
+        raw = self.getStatus()
+        leader = raw.get("leader")
+        connected = tuple(
+            sorted(
+                key.removeprefix("partner_node_status_server_")
+                for key, value in raw.items()
+                if key.startswith("partner_node_status_server_") and value == 2
+            )
+        )
+        assert self._journal is not None
+        status = RaftStatus(
+            address=self._config.self_address,
+            role=ROLE_NAMES.get(raw["state"], "unknown"),
+            leader=leader.id if leader is not None else None,
+            term=raw["raft_term"],
+            commit_index=raw["commit_idx"],
+            last_applied=raw["last_applied"],
+            log_entries=raw["log_len"],
+            connected_peers=connected,
+            has_quorum=raw["has_quorum"],
+            uptime_s=raw["uptime"],
+            applied_index=self._machine.applied_index,
+            state_hash=self._machine.state_hash,
+            journal_syncs=self._journal.statistics().syncs,
+        )
+        with self._status_lock:
+            self._status = status
+
+    def status(self) -> RaftStatus | None:
+        """The status taken at the end of the last tick (any thread may read it)."""
+        with self._status_lock:
+            return self._status
+
+    @property
+    def journal(self) -> DurableJournal:
+        assert self._journal is not None
+        return self._journal
+
+    @property
+    def dropped_messages(self) -> int:
+        return self._dropped_messages
+
+
+def guard_append(journal: Any, message: Any) -> Any:
+    """An append_entries rewritten so that pysyncobj truncates the follower's log only at a
+    real conflict (same index, other term); None if it must be dropped. `journal` is the
+    follower's log: a sequence of (command, index, term) with consecutive indexes."""
+    if type(message) is not dict or message.get("type") != "append_entries":
+        return message
+    if "prevLogIdx" not in message or "transmission" in message or not len(journal):
+        return message
+    first = journal[0][1]
+    last = journal[-1][1]
+    previous = message["prevLogIdx"]
+    if previous is None or previous >= last or previous < first:
+        return message  # nothing after it to cut, or pysyncobj resets the follower anyway
+    entries = list(message.get("entries") or [])
+    previous_term = message["prevLogTerm"]
+    skipped = 0
+    for _, index, term in entries:
+        if index > last or journal[index - first][2] != term:
+            break  # beyond the log, or a real conflict: pysyncobj may cut from here
+        previous, previous_term = index, term
+        skipped += 1
+    rest = entries[skipped:]
+    if not rest and previous < last:
+        # Every entry is one the follower has, and it has more after them: cutting those
+        # would drop entries it may already have acknowledged. Raft would keep them and
+        # answer; pysyncobj cannot do one without the other, so the message is dropped.
+        return None
+    if skipped:
+        message = dict(message)
+        message["prevLogIdx"] = previous
+        message["prevLogTerm"] = previous_term
+        message["entries"] = rest
+    return message
+
+
+class _GuardedTransport(TCPTransport):
+    """pysyncobj's TCP transport, with the journal synced before acknowledgements and
+    incoming append_entries rewritten by `RaftNode._guard_append`."""
+
+    def __init__(self, syncObj: RaftNode, selfNode: Any, otherNodes: Any) -> None:  # noqa: N803
+        self._evx_node = syncObj
+        super().__init__(syncObj, selfNode, otherNodes)
+
+    def _onMessageReceived(self, node: Any, message: Any) -> None:  # noqa: N802
+        message = self._evx_node._guard_append(message)
+        if message is not None:
+            super()._onMessageReceived(node, message)
+
+    def send(self, node: Any, message: Any) -> bool:
+        self._evx_node._before_send(message)
+        return super().send(node, message)
+
+
+_factory_lock = threading.Lock()
+
+
+@contextlib.contextmanager
+def _journal_factory(node: RaftNode) -> Iterator[None]:
+    """While one RaftNode is built, pysyncobj's `createJournal` makes a DurableJournal."""
+
+    def create(journal_file: str | None) -> DurableJournal:
+        assert journal_file is not None, "an evx node always has a journal file"
+        node._journal = DurableJournal(journal_file)
+        return node._journal
+
+    with _factory_lock:
+        original = syncobj_module.createJournal
+        syncobj_module.createJournal = create
+        try:
+            yield
+        finally:
+            syncobj_module.createJournal = original
+
+
+def stop_node(reason: str, code: int) -> None:
+    """Stop this process now, from any thread: log once, flush, exit without cleanup."""
+    details = traceback.format_exc()
+    try:
+        logger.critical("node_stopped", extra={"reason": reason, "exit_code": code})
+        sys.stderr.write(f"evx node stopping: {reason}\n{details}\n")
+        sys.stderr.flush()
+    finally:
+        os._exit(code)
