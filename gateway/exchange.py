@@ -1,0 +1,73 @@
+"""The exchange as a replicated state machine: log entries in, engine events out.
+
+Strategy: an entry is what replication/batcher.py proposes,
+msgpack [node_id, batch_seq, time_ms, [command, ...]]; `ExchangeMachine.apply` decodes it
+and applies one engine batch. An entry that does not decode applies as a batch with no
+time and no commands, so every replica still moves its hash the same way. The engine is
+touched from two threads: pysyncobj's tick thread applies entries, the gateway's trio
+thread answers queries; `lock` serialises them (a query waits at most one entry).
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+import msgpack
+
+from evx.core import AppliedBatch, Batch, Engine
+
+
+@dataclass(frozen=True, slots=True)
+class ExchangeResult:
+    """One applied entry: where it came from, its log index, and what the engine did."""
+
+    index: int
+    origin: tuple[int, int]  # (node_id, batch_seq); (0, 0) for an entry that did not decode
+    applied: AppliedBatch
+
+    def command_events(self, position: int) -> tuple[tuple[Any, ...], ...]:
+        return self.applied.command_events(position)
+
+
+class ExchangeMachine:
+    def __init__(self, engine: Engine | None = None) -> None:
+        self.engine = engine or Engine()
+        self.lock = threading.Lock()
+        self._applied_index = 0
+
+    def apply(self, index: int, entry: bytes) -> ExchangeResult:
+        origin, batch = decode_entry(entry)
+        with self.lock:
+            applied = self.engine.apply(batch)
+            self._applied_index = index
+        return ExchangeResult(index, origin, applied)
+
+    @property
+    def applied_index(self) -> int:
+        return self._applied_index
+
+    @property
+    def state_hash(self) -> bytes:
+        return self.engine.state_hash
+
+
+def encode_entry(node_id: int, batch_seq: int, time_ms: int, commands: list[Any]) -> bytes:
+    return msgpack.packb([node_id, batch_seq, time_ms, commands], use_bin_type=True)
+
+
+def decode_entry(entry: bytes) -> tuple[tuple[int, int], Batch]:
+    try:
+        value = msgpack.unpackb(entry, raw=False, strict_map_key=False, use_list=False)
+    except Exception:  # msgpack raises several types for bad bytes
+        return (0, 0), Batch(-1, ())
+    if (
+        type(value) is not tuple
+        or len(value) != 4
+        or type(value[0]) is not int
+        or type(value[1]) is not int
+        or type(value[3]) is not tuple
+    ):
+        return (0, 0), Batch(-1, ())
+    return (value[0], value[1]), Batch(value[2], value[3])

@@ -1,0 +1,214 @@
+"""Group commit: many commands in one log entry, and time when there are none.
+
+Strategy: sessions `submit` commands (canonical tuples) and get a `Ticket`. The batcher
+waits for the first command, keeps collecting for at most `window_ms` or until
+`commands_max`, then proposes one entry:
+
+    msgpack [node_id, batch_seq, time_ms, [command, ...]]
+
+(node_id, batch_seq) names the entry, so when any applied entry comes back through the
+bridge the batcher knows whether it is one of its own and which ticket each command is,
+even if pysyncobj never answers the proposal (a deposed leader's callbacks are never
+called). A ticket ends when its entry is applied here, with the command's events and the
+log index; or, if the proposal failed or timed out first, as "unknown": the command may
+or may not be applied later, and its client resends it with the same client_order_id.
+
+The leader also proposes an entry with no commands when this node has proposed nothing for
+`clock_tick_ms`, so that GTD orders expire and markets close on time with no order flow.
+At most `in_flight_max` entries wait to be applied; past that, `submit` waits.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import msgpack
+import trio
+
+from .bridge import Bridge
+
+
+class AppliedEntry(Protocol):
+    """What a state machine returns for an applied entry, as far as the batcher cares."""
+
+    origin: tuple[int, int]  # (node_id, batch_seq) of the entry
+
+    def command_events(self, position: int) -> tuple[tuple[Any, ...], ...]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class BatcherConfig:
+    node_id: int
+    window_ms: float = 1.0
+    commands_max: int = 1_024
+    entry_bytes_max: int = 1024 * 1024
+    in_flight_max: int = 64
+    clock_tick_ms: int = 100
+    propose_timeout_s: float = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """How a command ended: applied at `index` with its `events` (outcome first), or
+    unknown (`index` 0): it may or may not have been applied."""
+
+    index: int
+    events: tuple[tuple[Any, ...], ...]
+
+    @property
+    def known(self) -> bool:
+        return self.index > 0
+
+
+UNKNOWN = Outcome(0, ())
+
+
+class Ticket:
+    """One submitted command, until its outcome is known (or known to be unknown)."""
+
+    __slots__ = ("_done", "command", "outcome", "size")
+
+    def __init__(self, command: tuple[Any, ...]) -> None:
+        self.command = command
+        self.size = len(msgpack.packb(command, use_bin_type=True))
+        self.outcome: Outcome | None = None
+        self._done = trio.Event()
+
+    def _finish(self, outcome: Outcome) -> None:
+        if self.outcome is None:
+            self.outcome = outcome
+            self._done.set()
+
+    async def wait(self) -> Outcome:
+        await self._done.wait()
+        assert self.outcome is not None
+        return self.outcome
+
+
+@dataclass(frozen=True, slots=True)
+class BatcherStatistics:
+    entries_proposed: int
+    commands_proposed: int
+    clock_entries: int
+    unknown_outcomes: int
+    in_flight: int
+
+
+class Batcher:
+    def __init__(
+        self,
+        bridge: Bridge,
+        config: BatcherConfig,
+        is_leader: Callable[[], bool],
+        clock_ms: Callable[[], int] | None = None,
+    ) -> None:
+        self._bridge = bridge
+        self._config = config
+        self._is_leader = is_leader
+        self._clock_ms = clock_ms or (lambda: time.time_ns() // 1_000_000)
+        self._pending: deque[Ticket] = deque()
+        self._wake = trio.Event()
+        self._in_flight: dict[int, list[Ticket]] = {}  # batch_seq -> its tickets
+        self._room = trio.Semaphore(config.in_flight_max)
+        # Entries are named (node_id, batch_seq); batch_seq starts from the wall clock so
+        # that an entry of an earlier run of this node, applied late, names nothing here.
+        self._next_seq = time.time_ns()
+        self._last_proposed_ms = 0.0
+        self._entries = self._commands = self._clock_entries = self._unknown = 0
+        bridge.on_applied(self._on_applied)
+
+    def submit(self, command: tuple[Any, ...]) -> Ticket:
+        """Queue a command for the next entry; never blocks (the in-flight bound applies
+        to entries, and the gateway throttles sessions before they get here)."""
+        ticket = Ticket(command)
+        self._pending.append(ticket)
+        self._wake.set()
+        return ticket
+
+    async def run(self) -> None:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._clock, nursery)
+            while True:
+                await self._wake.wait()
+                window_s = self._config.window_ms / 1_000
+                if window_s > 0 and len(self._pending) < self._config.commands_max:
+                    with trio.move_on_after(window_s):
+                        while len(self._pending) < self._config.commands_max:
+                            self._wake = trio.Event()
+                            await self._wake.wait()
+                await self._room.acquire()
+                tickets = self._take()
+                self._wake = trio.Event()
+                if self._pending:
+                    self._wake.set()
+                nursery.start_soon(self._propose, tickets)
+
+    def _take(self) -> list[Ticket]:
+        """The next entry's commands: up to commands_max, and entry_bytes_max."""
+        taken: list[Ticket] = []
+        size = 0
+        limit = self._config.entry_bytes_max - 64
+        while self._pending and len(taken) < self._config.commands_max:
+            if taken and size + self._pending[0].size > limit:
+                break
+            ticket = self._pending.popleft()
+            size += ticket.size
+            taken.append(ticket)
+        return taken
+
+    async def _propose(self, tickets: list[Ticket]) -> None:
+        batch_seq = self._next_seq
+        self._next_seq += 1
+        self._in_flight[batch_seq] = tickets
+        entry = msgpack.packb(
+            [self._config.node_id, batch_seq, self._clock_ms(), [t.command for t in tickets]],
+            use_bin_type=True,
+        )
+        self._last_proposed_ms = time.monotonic() * 1_000
+        self._entries += 1
+        self._commands += len(tickets)
+        if not tickets:
+            self._clock_entries += 1
+        try:
+            proposal = await self._bridge.propose(entry, self._config.propose_timeout_s)
+            if not proposal.applied:
+                # The entry may still be applied later (it was handed to a leader that
+                # then lost office); if so its events still reach the accounts' streams.
+                for ticket in self._in_flight.pop(batch_seq, ()):
+                    self._unknown += 1
+                    ticket._finish(UNKNOWN)
+        finally:
+            self._room.release()
+
+    def _on_applied(self, index: int, result: Any) -> None:
+        origin = getattr(result, "origin", None)
+        if origin is None or origin[0] != self._config.node_id:
+            return
+        tickets = self._in_flight.pop(origin[1], None)
+        if tickets is None:
+            return  # an entry of an earlier run of this node, or already given up
+        for position, ticket in enumerate(tickets):
+            ticket._finish(Outcome(index, result.command_events(position)))
+
+    async def _clock(self, nursery: trio.Nursery) -> None:
+        tick_s = self._config.clock_tick_ms / 1_000
+        while True:
+            await trio.sleep(tick_s)
+            idle_ms = time.monotonic() * 1_000 - self._last_proposed_ms
+            if idle_ms >= self._config.clock_tick_ms and self._is_leader():
+                await self._room.acquire()
+                self._last_proposed_ms = time.monotonic() * 1_000
+                nursery.start_soon(self._propose, [])
+
+    def statistics(self) -> BatcherStatistics:
+        return BatcherStatistics(
+            entries_proposed=self._entries,
+            commands_proposed=self._commands,
+            clock_entries=self._clock_entries,
+            unknown_outcomes=self._unknown,
+            in_flight=len(self._in_flight),
+        )

@@ -1,0 +1,109 @@
+"""The only place where pysyncobj's tick thread meets trio.
+
+Strategy: the tick thread never waits for trio and never touches trio objects; it hands
+each event over with `TrioToken.run_sync_soon`, which queues a plain function for the trio
+thread and runs those in first-in, first-out order. So for one log entry, the "applied"
+hand-over always reaches trio before the hand-over of the proposal that entry answers
+(pysyncobj applies an entry, then calls its callback). Going the other way, trio calls
+`RaftNode.propose`, which only puts the entry in pysyncobj's locked queue.
+
+If trio has finished (the node is stopping), hand-overs are dropped: nothing is waiting
+for them any more.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import trio
+
+FAIL_REASON_NAMES = {
+    0: "success",
+    1: "queue_full",
+    2: "missing_leader",
+    3: "discarded",
+    4: "not_leader",
+    5: "leader_changed",
+    6: "request_denied",
+    7: "unknown_outcome",
+}
+TIMED_OUT = -1
+
+
+class Proposer(Protocol):
+    def propose(self, entry: bytes, callback: Callable[[Any, int], None]) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Proposal:
+    """How a proposed entry ended, as far as this node knows: `reason` 0 with the result
+    of applying it here, or the failure (pysyncobj's FAIL_REASON, or TIMED_OUT). Anything
+    but 0 means the entry may or may not be applied later."""
+
+    result: Any
+    reason: int
+
+    @property
+    def applied(self) -> bool:
+        return self.reason == 0
+
+    @property
+    def reason_name(self) -> str:
+        return "timed_out" if self.reason == TIMED_OUT else FAIL_REASON_NAMES[self.reason]
+
+
+class Bridge:
+    """Hands applied entries and proposal outcomes from the tick thread to trio."""
+
+    def __init__(self, token: trio.lowlevel.TrioToken) -> None:
+        self._token = token
+        self._handlers: list[Callable[[int, Any], None]] = []
+        self.proposer: Proposer | None = None
+        self.handed_over = 0
+
+    # -- Tick thread side ----------------------------------------------------------------
+
+    def applied_in_raft_thread(self, index: int, result: Any) -> None:
+        """RaftNode's on_applied: called on the tick thread after each applied entry."""
+        self._hand_over(self._deliver_applied, index, result)
+
+    def _hand_over(self, function: Callable[..., None], *args: Any) -> None:
+        # If trio has finished, the node is stopping and nobody is waiting any more.
+        with contextlib.suppress(trio.RunFinishedError):
+            self._token.run_sync_soon(function, *args)
+
+    # -- Trio side ---------------------------------------------------------------------
+
+    def on_applied(self, handler: Callable[[int, Any], None]) -> None:
+        """Call `handler(index, result)` on the trio thread for every applied entry, in
+        log order. Register handlers before the RaftNode starts, or miss the replay."""
+        self._handlers.append(handler)
+
+    def _deliver_applied(self, index: int, result: Any) -> None:
+        self.handed_over += 1
+        for handler in self._handlers:
+            handler(index, result)
+
+    async def propose(self, entry: bytes, timeout_s: float) -> Proposal:
+        """Propose an entry and wait until it is applied here, fails, or times out."""
+        assert self.proposer is not None, "the RaftNode is not attached yet"
+        done = trio.Event()
+        outcome: list[Proposal] = []
+
+        def finish(result: Any, reason: int) -> None:  # trio thread
+            if not outcome:
+                outcome.append(Proposal(result, reason))
+                done.set()
+
+        def callback(result: Any, reason: int) -> None:  # tick thread
+            self._hand_over(finish, result, reason)
+
+        self.proposer.propose(entry, callback)
+        with trio.move_on_after(timeout_s):
+            await done.wait()
+        if not outcome:
+            outcome.append(Proposal(None, TIMED_OUT))
+        return outcome[0]
