@@ -33,7 +33,6 @@ Nothing here touches trio; bridge.py is the only place the two meet.
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
 import sys
 import threading
@@ -43,12 +42,13 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import pysyncobj.syncobj as syncobj_module
+import structlog
 from pysyncobj import FAIL_REASON, SyncObj, SyncObjConf, replicated
 from pysyncobj.transport import TCPTransport
 
 from .journal import DurableJournal
 
-logger = logging.getLogger("evx.replication")
+logger = structlog.get_logger("evx.replication")
 
 EXIT_APPLY_FAILED = 70
 ROLE_NAMES = {0: "follower", 1: "candidate", 2: "leader"}
@@ -221,7 +221,9 @@ class RaftNode(SyncObj):
     def _on_state_changed(self, old: int, new: int) -> None:
         logger.info(
             "raft_role_changed",
-            extra={"old_role": ROLE_NAMES.get(old), "new_role": ROLE_NAMES.get(new)},
+            address=self._config.self_address,
+            old_role=ROLE_NAMES.get(old),
+            new_role=ROLE_NAMES.get(new),
         )
 
     def _take_status(self) -> None:
@@ -346,7 +348,7 @@ def stop_node(reason: str, code: int) -> None:
     """Stop this process now, from any thread: log once, flush, exit without cleanup."""
     details = traceback.format_exc()
     try:
-        logger.critical("node_stopped", extra={"reason": reason, "exit_code": code})
+        logger.critical("node_stopped", reason=reason, exit_code=code)
         sys.stderr.write(f"evx node stopping: {reason}\n{details}\n")
         sys.stderr.flush()
     finally:
