@@ -4,7 +4,7 @@ This module's exports are the engine's public API; the other packages import onl
 core/ imports the standard library's pure modules, msgpack and itself (a test enforces it).
 """
 
-from . import constants
+from . import constants, queries
 from .audit import INVARIANTS, InvariantError, Violation, audit, check_invariants
 from .codes import (
     BookSide,
@@ -59,6 +59,7 @@ from .events import (
     event_from_canonical,
 )
 from .fees import fee_cents
+from .queries import BookView, LevelView, OpenOrderView
 from .records import Record, RecordError
 from .state import (
     STATE_VERSION,
@@ -82,6 +83,7 @@ __all__ = [
     "AppliedBatch",
     "Batch",
     "BookSide",
+    "BookView",
     "CancelOrder",
     "CancelReason",
     "CommandRejected",
@@ -93,6 +95,7 @@ __all__ = [
     "Engine",
     "InvariantError",
     "LevelUpdated",
+    "LevelView",
     "Liquidity",
     "MarketConfigured",
     "MarketCreated",
@@ -103,6 +106,7 @@ __all__ = [
     "MassCancel",
     "MassCancelled",
     "NewOrder",
+    "OpenOrderView",
     "OrderAccepted",
     "OrderCancelled",
     "OrderFilled",
@@ -133,6 +137,7 @@ __all__ = [
     "event_from_canonical",
     "fee_cents",
     "from_state",
+    "queries",
     "scalar_yes_payout",
     "state_digest",
     "to_state",

@@ -70,11 +70,14 @@ UNKNOWN = Outcome(0, ())
 class Ticket:
     """One submitted command, until its outcome is known (or known to be unknown)."""
 
-    __slots__ = ("_done", "command", "outcome", "size")
+    __slots__ = ("_done", "command", "on_done", "outcome", "size")
 
-    def __init__(self, command: tuple[Any, ...]) -> None:
+    def __init__(
+        self, command: tuple[Any, ...], on_done: Callable[[Outcome], None] | None = None
+    ) -> None:
         self.command = command
         self.size = len(msgpack.packb(command, use_bin_type=True))
+        self.on_done = on_done
         self.outcome: Outcome | None = None
         self._done = trio.Event()
 
@@ -82,6 +85,8 @@ class Ticket:
         if self.outcome is None:
             self.outcome = outcome
             self._done.set()
+            if self.on_done is not None:
+                self.on_done(outcome)
 
     async def wait(self) -> Outcome:
         await self._done.wait()
@@ -121,10 +126,13 @@ class Batcher:
         self._entries = self._commands = self._clock_entries = self._unknown = 0
         bridge.on_applied(self._on_applied)
 
-    def submit(self, command: tuple[Any, ...]) -> Ticket:
+    def submit(
+        self, command: tuple[Any, ...], on_done: Callable[[Outcome], None] | None = None
+    ) -> Ticket:
         """Queue a command for the next entry; never blocks (the in-flight bound applies
-        to entries, and the gateway throttles sessions before they get here)."""
-        ticket = Ticket(command)
+        to entries, and the gateway throttles sessions before they get here). `on_done`
+        runs on the trio thread when the outcome is known, or known to be unknown."""
+        ticket = Ticket(command, on_done)
         self._pending.append(ticket)
         self._wake.set()
         return ticket
@@ -203,6 +211,11 @@ class Batcher:
                 await self._room.acquire()
                 self._last_proposed_ms = time.monotonic() * 1_000
                 nursery.start_soon(self._propose, [])
+
+    @property
+    def waiting(self) -> int:
+        """Commands submitted and not yet applied or given up: queued or in flight."""
+        return len(self._pending) + sum(len(tickets) for tickets in self._in_flight.values())
 
     def statistics(self) -> BatcherStatistics:
         return BatcherStatistics(

@@ -1,0 +1,84 @@
+"""A whole node in this process: engine, Raft (one node), batcher and gateway, over real
+TCP on 127.0.0.1, driven by the real client library."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import trio
+
+from evx.core import Side, TimeInForce
+from evx.gateway import messages as wire
+from evx.gateway.client import Client
+from support.nodes import open_market_with_traders, operator_client, single_node_layout, start_node
+
+
+async def test_orders_fill_and_every_report_arrives_in_sequence(tmp_path: Path) -> None:
+    layout = single_node_layout(tmp_path)
+    async with trio.open_nursery() as nursery:
+        node = await start_node(nursery, layout)
+        nodes = [("127.0.0.1", node.gateway_port)]
+        async with operator_client(layout, node) as operator:
+            market, traders = await open_market_with_traders(operator, ["alice", "bob"])
+        alice_id, alice_key = traders["alice"]
+        bob_id, bob_key = traders["bob"]
+        async with (
+            Client(nodes, account_id=alice_id, key=alice_key) as alice,
+            Client(nodes, account_id=bob_id, key=bob_key) as bob,
+        ):
+            accepted = await alice.place(market, Side.BUY_YES, 40, 10)
+            assert isinstance(accepted, wire.OrderAccepted), accepted
+            taken = await bob.place(market, Side.SELL_YES, 40, 4, time_in_force=TimeInForce.IOC)
+            assert isinstance(taken, wire.OrderAccepted)
+            with trio.fail_after(5):
+                while not any(isinstance(r, wire.OrderFilled) for r in alice._reports):
+                    await trio.sleep(0.01)
+            alice_reports = alice.drain_reports()
+            seqs = [report.account_seq for report in alice_reports]
+            assert seqs == list(range(seqs[0], seqs[0] + len(seqs)))
+            fill = next(r for r in alice_reports if isinstance(r, wire.OrderFilled))
+            assert (fill.quantity, fill.price, fill.leaves_quantity, fill.position) == (4, 40, 6, 4)
+            orders = await alice.open_orders()
+            assert [(o.order_id, o.remaining) for o in orders.orders] == [(accepted.order_id, 6)]
+            balance = await alice.balance()
+            assert (balance.cash, balance.held) == (1_000_000 - 400, 240)
+            positions = await bob.positions()
+            assert [(p.market_id, p.position) for p in positions.positions] == [(market, -4)]
+            book = await bob.book(market)
+            assert [(lv.price, lv.quantity) for lv in book.bids] == [(40, 6)] and not book.asks
+            cancelled = await alice.cancel(accepted.order_id)
+            assert isinstance(cancelled, wire.OrderCancelled) and cancelled.cancelled_quantity == 6
+            rejected = await alice.cancel(accepted.order_id)
+            assert isinstance(rejected, wire.OrderRejected) and rejected.reason == 203
+            status = await alice.status()
+            assert status.role == 2 and status.applied_index >= rejected.applied_index
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_client_that_reconnects_gets_exactly_what_it_missed(tmp_path: Path) -> None:
+    layout = single_node_layout(tmp_path)
+    async with trio.open_nursery() as nursery:
+        node = await start_node(nursery, layout)
+        nodes = [("127.0.0.1", node.gateway_port)]
+        async with operator_client(layout, node) as operator:
+            market, traders = await open_market_with_traders(operator, ["maker", "taker"])
+        maker_id, maker_key = traders["maker"]
+        taker_id, taker_key = traders["taker"]
+        async with Client(nodes, account_id=maker_id, key=maker_key) as maker:
+            for price in (30, 31, 32):
+                await maker.place(market, Side.BUY_YES, price, 5)
+            seen = maker.drain_reports()
+            last_seen = seen[-1].account_seq
+        async with Client(nodes, account_id=taker_id, key=taker_key) as taker:
+            await taker.place(market, Side.SELL_YES, 30, 12, time_in_force=TimeInForce.IOC)
+        async with Client(
+            nodes, account_id=maker_id, key=maker_key, next_seq=last_seen + 1
+        ) as maker:
+            with trio.fail_after(5):
+                while len(maker._reports) < 3:
+                    await trio.sleep(0.01)
+            missed = maker.drain_reports()
+            assert [r.account_seq for r in missed] == [last_seen + 1, last_seen + 2, last_seen + 3]
+            assert [r.price for r in missed] == [32, 31, 30]  # best bid filled first
+            assert all(isinstance(r, wire.OrderFilled) for r in missed)
+        nursery.cancel_scope.cancel()

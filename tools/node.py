@@ -1,0 +1,163 @@
+"""`evx node --config FILE`: one node of the cluster, in one process.
+
+Strategy: compose the parts in the one order that loses nothing: the engine's state
+machine and the bridge first, the gateway subscribed to the applied stream, and only then
+the Raft node, whose tick thread starts applying the journal at once (that replay rebuilds
+the engine and every account's report window). Then the batcher and the order-entry port.
+SIGTERM or SIGINT stops the node: the port closes, pysyncobj stops and syncs its journal.
+An exception while applying an entry never reaches here: the tick thread stops the process
+(replication/raft.py).
+
+The garbage collector is tuned once the journal is replayed: long-lived state is frozen
+out of the young generations, and collections run less often, so a pause lands on an
+order rarely (docs/benchmarks.md measures the engine with the collector off).
+"""
+
+from __future__ import annotations
+
+import gc
+import signal
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import trio
+
+from evx.gateway.exchange import ExchangeMachine
+from evx.gateway.server import Gateway, NodeView
+from evx.replication.batcher import Batcher, BatcherConfig
+from evx.replication.bridge import Bridge
+from evx.replication.raft import RaftConfig, RaftNode
+
+from . import logs
+from .config import NodeConfig
+
+log = logs.get("evx.node")
+
+
+@dataclass
+class RunningNode:
+    """A started node's parts, for tests and tools that run nodes in-process."""
+
+    config: NodeConfig
+    machine: ExchangeMachine
+    raft: RaftNode
+    gateway: Gateway
+    batcher: Batcher
+    gateway_port: int
+    stop: Callable[[], None]
+
+
+def split_address(address: str) -> tuple[str, int]:
+    host, _, port = address.rpartition(":")
+    return host, int(port)
+
+
+async def run_node(
+    config: NodeConfig,
+    *,
+    handle_signals: bool = False,
+    task_status: trio.TaskStatus[RunningNode] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    config.data_dir.mkdir(parents=True, exist_ok=True)
+    secret = config.secret()
+    machine = ExchangeMachine()
+    bridge = Bridge(trio.lowlevel.current_trio_token())
+    node_view = NodeView(
+        node_id=config.node_id,
+        node_ids_by_address={node.raft: node.node_id for node in config.all_nodes()},
+    )
+
+    def is_leader() -> bool:
+        status = raft.status()
+        return status is not None and status.role == "leader"
+
+    raft_config = RaftConfig(
+        self_address=config.raft,
+        peer_addresses=tuple(peer.raft for peer in config.peers),
+        journal_path=str(config.journal_path),
+        secret=secret,
+    )
+    batcher = Batcher(
+        bridge,
+        BatcherConfig(
+            node_id=config.node_id,
+            window_ms=config.batching.batch_window_ms,
+            commands_max=config.batching.batch_commands_max,
+            clock_tick_ms=config.batching.clock_tick_ms,
+            propose_timeout_s=config.limits.proposal_timeout_s,
+        ),
+        is_leader=is_leader,
+    )
+    gateway = Gateway(machine, batcher, node_view, config.limits, config.operator_keys)
+    bridge.on_applied(gateway.on_applied)
+    # Built on this thread: pysyncobj's tick thread stops when the thread that built the
+    # node ends, so it must not be one of trio's worker threads.
+    raft = RaftNode(raft_config, machine, bridge.applied_in_raft_thread)
+    bridge.proposer = raft
+    node_view.raft_status = raft.status
+    node_view.ready = raft.isReady
+    host, port = split_address(config.gateway)
+    log.info(
+        "node_started",
+        node_id=config.node_id,
+        raft=config.raft,
+        gateway=config.gateway,
+        data_dir=str(config.data_dir),
+    )
+    try:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(batcher.run)
+            listeners = await nursery.start(gateway.serve, host, port)
+            bound_port = listeners[0].socket.getsockname()[1]
+            nursery.start_soon(_tune_collector_when_ready, raft)
+            if handle_signals:
+                nursery.start_soon(_stop_on_signal, nursery.cancel_scope)
+            task_status.started(
+                RunningNode(
+                    config,
+                    machine,
+                    raft,
+                    gateway,
+                    batcher,
+                    bound_port,
+                    nursery.cancel_scope.cancel,
+                )
+            )
+    finally:
+        with trio.CancelScope(shield=True):
+            await trio.to_thread.run_sync(raft.destroy_synchronous)
+        log.info(
+            "node_stopped",
+            node_id=config.node_id,
+            applied_index=machine.applied_index,
+            state_hash=machine.state_hash.hex(),
+        )
+
+
+async def _tune_collector_when_ready(raft: RaftNode) -> None:
+    while not raft.isReady():
+        await trio.sleep(0.1)
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 100)
+
+
+async def _stop_on_signal(scope: trio.CancelScope) -> None:
+    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        async for signal_number in signals:
+            log.info("signal_received", signal=signal.Signals(signal_number).name)
+            scope.cancel()
+            return
+
+
+def main(config_path: str) -> None:
+    from .config import load  # noqa: PLC0415
+
+    config = load(config_path)
+    logs.configure(config.logging.level, config.logging.json)
+
+    async def serve() -> Any:
+        await run_node(config, handle_signals=True)
+
+    trio.run(serve)
