@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import statistics
+import sys
+from pathlib import Path
 
 import click
 
@@ -58,15 +60,86 @@ def bench_engine(
             click.echo(f"runs: {', '.join(f'{r.commands_per_s:,.0f}' for r in results)}/s")
 
 
+DATA_HELP = "the cluster's folder (made by evx up)"
+
+
+@main.command("node")
+@click.option("--config", "config_path", required=True, type=click.Path(exists=True))
+def node(config_path: str) -> None:
+    """Run one node of a cluster."""
+    from evx.tools import node as node_module  # noqa: PLC0415
+    from evx.tools.config import ConfigError  # noqa: PLC0415
+
+    try:
+        node_module.main(config_path)
+    except ConfigError as error:
+        raise click.ClickException(str(error)) from None
+
+
+@main.command("up")
+@click.option("--data", "data_dir", type=click.Path(path_type=Path), help=DATA_HELP)
+@click.option("--base-port", default=7000, show_default=True, help="raft N+i, order entry N+100+i")
+def up(data_dir: Path | None, base_port: int) -> None:
+    """Start a three-node cluster on this machine with a demo market (Ctrl-C stops it)."""
+    from evx.tools import up as up_module  # noqa: PLC0415
+
+    sys.exit(up_module.run(data_dir or up_module.default_data_dir(), base_port))
+
+
+@main.group()
+def admin() -> None:
+    """Operate a running cluster."""
+
+
+@admin.command("status")
+@click.option("--data", "data_dir", type=click.Path(path_type=Path), help=DATA_HELP)
+@click.option("--config", "config_path", type=click.Path(path_type=Path), help="a node's config")
+@click.option("--json", "as_json", is_flag=True, help="print one JSON array")
+@click.option("--watch", is_flag=True, help="refresh every second")
+def admin_status(
+    data_dir: Path | None, config_path: Path | None, as_json: bool, watch: bool
+) -> None:
+    """Role, term, indexes and state hash of every node."""
+    import time  # noqa: PLC0415
+
+    import trio  # noqa: PLC0415
+
+    from evx.tools import admin as admin_module  # noqa: PLC0415
+
+    try:
+        nodes = admin_module.cluster_nodes(data_dir, config_path)
+    except (FileNotFoundError, ValueError) as error:
+        raise click.ClickException(str(error)) from None
+    while True:
+        rows = trio.run(admin_module.statuses, nodes)
+        if as_json:
+            click.echo(admin_module.status_json(rows))
+        else:
+            if watch:
+                click.clear()
+            click.echo(admin_module.render_table(rows), nl=False)
+        if not watch:
+            sys.exit(0 if all(row.up for row in rows) else 1)
+        time.sleep(1)
+
+
 @main.command("demo")
+@click.option("--data", "data_dir", type=click.Path(path_type=Path), help=DATA_HELP)
+@click.option("--engine", "engine_only", is_flag=True, help="no cluster: the engine alone")
 @click.option("--seed", default=7, show_default=True)
 @click.option("--steps", default=12, show_default=True)
-def demo(seed: int, steps: int) -> None:
-    """A market maker and two takers trading one market, printed as it happens."""
-    from evx.tools import demo as engine_demo  # noqa: PLC0415
+def demo(data_dir: Path | None, engine_only: bool, seed: int, steps: int) -> None:
+    """A market maker quoting both sides and two takers, printed as it happens."""
+    if engine_only:
+        from evx.tools import demo as engine_demo  # noqa: PLC0415
 
-    for line in engine_demo.run(seed, steps):
-        click.echo(line)
+        for line in engine_demo.run(seed, steps):
+            click.echo(line)
+        return
+    from evx.tools import cluster_demo  # noqa: PLC0415
+    from evx.tools import up as up_module  # noqa: PLC0415
+
+    sys.exit(cluster_demo.main(data_dir or up_module.default_data_dir(), seed, steps))
 
 
 if __name__ == "__main__":
