@@ -39,6 +39,19 @@ from .keys import public_bytes, sign
 _NEW_ORDER, _CANCEL, _REPLACE, _MASS_CANCEL = 1, 2, 3, 4  # engine command codes
 
 
+class ConnectionLostError(Exception):
+    """The connection to a node ended; the client moves to the next one."""
+
+
+_CONNECTION_FAILURES = (
+    OSError,
+    trio.BrokenResourceError,
+    trio.ClosedResourceError,
+    trio.TooSlowError,
+    RemoteProtocolError,
+)
+
+
 class ClientError(Exception):
     """The cluster refused something for good (a login, a query), or is unreachable."""
 
@@ -135,13 +148,7 @@ class Client:
         while True:
             try:
                 await self._connect_once(on_connected)
-            except (
-                OSError,
-                trio.BrokenResourceError,
-                trio.ClosedResourceError,
-                trio.TooSlowError,
-                RemoteProtocolError,
-            ):
+            except (ConnectionLostError, *_CONNECTION_FAILURES):
                 pass  # that node is gone, slow or broken: try the next
             except ClientError as error:
                 if error.code not in (
@@ -201,15 +208,20 @@ class Client:
             replay_until = answer.last_seq
             self._connected.set()
             on_connected()
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(self._heartbeats, answer.heartbeat_interval_ms / 1_000)
-                resent = False
-                while True:
-                    if not resent and self.last_seq >= replay_until:
-                        resent = True
-                        nursery.start_soon(self._resend_pending)
-                    message = await self._receive()
-                    self._dispatch(message)
+            try:
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(self._heartbeats, answer.heartbeat_interval_ms / 1_000)
+                    resent = False
+                    while True:
+                        if not resent and self.last_seq >= replay_until:
+                            resent = True
+                            nursery.start_soon(self._resend_pending)
+                        message = await self._receive()
+                        self._dispatch(message)
+            except* _CONNECTION_FAILURES as failures:
+                # The nursery groups what its tasks raised; any of these means this
+                # connection is over, and the caller moves to the next node.
+                raise ConnectionLostError(str(failures.exceptions[0])) from None
         finally:
             await trio.aclose_forcefully(stream)
 

@@ -22,6 +22,7 @@ except as a well-formed command.
 from __future__ import annotations
 
 import os
+import socket
 import time
 from collections import deque
 from collections.abc import Callable
@@ -49,6 +50,7 @@ _ACCOUNT_EVENTS = range(1, 32)
 _OPERATOR_COMMANDS = range(32, 96)
 _ROLE_CODES = {"follower": 0, "candidate": 1, "leader": 2}
 _READ_BYTES_MAX = 65_536
+_SOCKET_FAILURES = (trio.BrokenResourceError, trio.ClosedResourceError, OSError)
 
 
 def frame(message: wire.Message) -> bytes:
@@ -174,6 +176,11 @@ class Gateway:
         await trio.serve_listeners(self.handle_connection, listeners)
 
     async def handle_connection(self, stream: trio.abc.Stream) -> None:
+        raw = getattr(stream, "socket", None)
+        if raw is not None:
+            raw.setsockopt(
+                socket.SOL_SOCKET, socket.SO_SNDBUF, self.limits.socket_send_buffer_bytes
+            )
         session = Session(self, stream)
         try:
             await session.run()
@@ -219,6 +226,9 @@ class Session:
         self.next_seq = 0  # the account_seq of the next report this session sends
         self._outbound: deque[bytes] = deque()
         self._wake_writer = trio.Event()
+        self._drained = trio.Event()
+        self._high_water = max(2, gateway.limits.outbound_messages_max // 2)
+        self._queries_open = 0  # answers on their way: they count as queued
         self._closing: SessionClosed | None = None
         self._last_sent = time.monotonic()
         self._last_received = time.monotonic()
@@ -258,22 +268,27 @@ class Session:
                     gateway.machine.applied_index,
                 )
             )
-            async with trio.open_nursery() as nursery:
-                self._nursery = nursery
-                nursery.start_soon(self._write)
-                nursery.start_soon(self._heartbeat)
-                try:
-                    await self._read()
-                except SessionClosed as closed:
-                    if self._closing is None:
-                        self._closing = closed
-                nursery.cancel_scope.cancel()
+            try:
+                async with trio.open_nursery() as nursery:
+                    self._nursery = nursery
+                    nursery.start_soon(self._write)
+                    nursery.start_soon(self._heartbeat)
+                    try:
+                        await self._read()
+                    except SessionClosed as closed:
+                        if self._closing is None:
+                            self._closing = closed
+                    nursery.cancel_scope.cancel()
+            except* _SOCKET_FAILURES as failures:
+                # The writer or the reader lost the socket: this session is over, no one
+                # else's. (The nursery groups what its tasks raised.)
+                self._closing = SessionClosed(f"socket: {type(failures.exceptions[0]).__name__}")
             if self._closing is not None:
                 reason = self._closing.reason
                 if self._closing.frame is not None:
                     with trio.move_on_after(1):
                         await self._send_raw(self._closing.frame)
-        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as error:
+        except _SOCKET_FAILURES as error:
             reason = f"socket: {type(error).__name__}"
         finally:
             self._leave()
@@ -328,6 +343,11 @@ class Session:
                     raise SessionClosed("peer_closed")
                 self.messages_in += 1
                 self._handle(event)
+                if len(self._outbound) + self._queries_open >= self._high_water:
+                    # Backpressure: a client sending faster than it reads its answers is
+                    # simply read more slowly. Only reports pushed to a client that does not
+                    # read at all make the queue overflow (and cut it off).
+                    await self._wait_drained()
 
     def _handle(self, message: wire.Message) -> None:
         if isinstance(message, wire.QueryStatus):
@@ -497,7 +517,17 @@ class Session:
     def _start(self, handler: Callable[..., Any], message: wire.Message) -> None:
         """Answer a query in a task of its own: it may wait for an index to be applied."""
         assert self._nursery is not None
-        self._nursery.start_soon(handler, message)
+        self._queries_open += 1
+
+        async def answer() -> None:
+            try:
+                await handler(message)
+            finally:
+                self._queries_open -= 1
+                if len(self._outbound) + self._queries_open < self._high_water // 2:
+                    self._drained.set()
+
+        self._nursery.start_soon(answer)
 
     async def _query(self, message: Any) -> None:
         gateway = self.gateway
@@ -595,6 +625,14 @@ class Session:
                     size += len(data)
                 self.messages_out += len(chunk)
                 await self._send_raw(b"".join(chunk))
+                if len(self._outbound) + self._queries_open < self._high_water // 2:
+                    self._drained.set()
+
+    async def _wait_drained(self) -> None:
+        self._drained = trio.Event()
+        while len(self._outbound) + self._queries_open >= self._high_water // 2:
+            await self._drained.wait()
+            self._drained = trio.Event()
 
     async def _send_raw(self, data: bytes) -> None:
         await self.stream.send_all(data)

@@ -49,6 +49,9 @@ class GatewayLimits:
     messages_per_s_max: int = 5_000  # per session: a token bucket this fast...
     message_burst_max: int = 10_000  # ...holding this many
     outbound_messages_max: int = 50_000  # queued for one session before it is cut off
+    # The kernel's send buffer per session: bounded, so a client that stops reading fills
+    # it (and then the queue above) soon, instead of megabytes of autotuned buffer.
+    socket_send_buffer_bytes: int = 262_144
     heartbeat_interval_ms: int = 1_000
     replay_window_events_per_account_max: int = 50_000
     login_timeout_s: float = 5.0

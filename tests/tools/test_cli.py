@@ -37,7 +37,7 @@ def test_bench_engine_prints_a_summary_for_a_person() -> None:
 
 
 def test_demo_trades_and_settles() -> None:
-    result = CliRunner().invoke(main, ["demo", "--steps", "4"])
+    result = CliRunner().invoke(main, ["demo", "--engine", "--steps", "4"])
     assert result.exit_code == 0, result.output
     assert "trade 1:" in result.output
     assert "market closed and settled" in result.output
