@@ -308,8 +308,9 @@ class Client:
 
     def _on_error(self, error: wire.Error) -> None:
         if error.code == ErrorCode.OUTCOME_UNKNOWN:
-            # The node could not tell whether it got through: resend it, unchanged.
-            for pending in self._pending.values():
+            # The node could not tell whether it got through: resend it, unchanged. (An
+            # operator command resent is answered `exists` if the first one was applied.)
+            for pending in [*self._pending.values(), *self._queries.values()]:
                 if (
                     pending.message.TYPE == error.message_type
                     and _reference(pending.message) == error.reference

@@ -49,6 +49,7 @@ class BatcherConfig:
     in_flight_max: int = 64
     clock_tick_ms: int = 100
     propose_timeout_s: float = 5.0
+    late_entries_max: int = 4_096  # entries given up on, still watched for in case they apply
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,7 +83,9 @@ class Ticket:
         self._done = trio.Event()
 
     def _finish(self, outcome: Outcome) -> None:
-        if self.outcome is None:
+        """The first outcome, or a known one after an unknown one (an entry whose proposal
+        failed, applied after all): `on_done` hears both."""
+        if self.outcome is None or (not self.outcome.known and outcome.known):
             self.outcome = outcome
             self._done.set()
             if self.on_done is not None:
@@ -118,6 +121,9 @@ class Batcher:
         self._pending: deque[Ticket] = deque()
         self._wake = trio.Event()
         self._in_flight: dict[int, list[Ticket]] = {}  # batch_seq -> its tickets
+        # Entries whose proposal failed (the outcome was reported unknown) but that may
+        # still be applied: if one is, its tickets learn their real outcome after all.
+        self._late: dict[int, list[Ticket]] = {}
         self._room = trio.Semaphore(config.in_flight_max)
         # Entries are named (node_id, batch_seq); batch_seq starts from the wall clock so
         # that an entry of an earlier run of this node, applied late, names nothing here.
@@ -185,10 +191,15 @@ class Batcher:
             proposal = await self._bridge.propose(entry, self._config.propose_timeout_s)
             if not proposal.applied:
                 # The entry may still be applied later (it was handed to a leader that
-                # then lost office); if so its events still reach the accounts' streams.
-                for ticket in self._in_flight.pop(batch_seq, ()):
-                    self._unknown += 1
-                    ticket._finish(UNKNOWN)
+                # then lost office): its commands are unknown now, and watched for.
+                tickets = self._in_flight.pop(batch_seq, None)
+                if tickets is not None:
+                    self._late[batch_seq] = tickets
+                    if len(self._late) > self._config.late_entries_max:
+                        del self._late[next(iter(self._late))]  # the oldest
+                    for ticket in tickets:
+                        self._unknown += 1
+                        ticket._finish(UNKNOWN)
         finally:
             self._room.release()
 
@@ -198,7 +209,9 @@ class Batcher:
             return
         tickets = self._in_flight.pop(origin[1], None)
         if tickets is None:
-            return  # an entry of an earlier run of this node, or already given up
+            tickets = self._late.pop(origin[1], None)
+        if tickets is None:
+            return  # an entry of an earlier run of this node, or forgotten long ago
         for position, ticket in enumerate(tickets):
             ticket._finish(Outcome(index, result.command_events(position)))
 

@@ -82,3 +82,51 @@ async def test_a_client_that_reconnects_gets_exactly_what_it_missed(tmp_path: Pa
             assert [r.price for r in missed] == [32, 31, 30]  # best bid filled first
             assert all(isinstance(r, wire.OrderFilled) for r in missed)
         nursery.cancel_scope.cancel()
+
+
+async def test_outcome_unknown_is_resolved_by_resending_the_same_order(tmp_path: Path) -> None:
+    """With a proposal timeout of 0, every command's outcome is 'unknown' to the node that
+    proposed it, though its entry still commits. The client resends each with the same
+    client_order_id until it sees the result: one order per id, the rest `exists`."""
+    layout = single_node_layout(tmp_path, proposal_timeout_s=0.0)
+    async with trio.open_nursery() as nursery:
+        node = await start_node(nursery, layout)
+        nodes = [("127.0.0.1", node.gateway_port)]
+        async with operator_client(layout, node) as operator:
+            market, traders = await open_market_with_traders(operator, ["maker"])
+        maker_id, maker_key = traders["maker"]
+        async with Client(nodes, account_id=maker_id, key=maker_key) as maker:
+            accepted = [await maker.place(market, Side.BUY_YES, 20 + n, 1) for n in range(10)]
+            assert all(isinstance(report, wire.OrderAccepted) for report in accepted)
+            orders = await maker.open_orders()
+            assert len(orders.orders) == 10, "each id placed exactly one order"
+            assert node.gateway.statistics.outcome_unknown >= 10
+            duplicates = [
+                r
+                for r in maker.drain_reports()
+                if isinstance(r, wire.OrderRejected) and r.reason == 200  # exists
+            ]
+            assert {r.related_id for r in duplicates} <= {a.order_id for a in accepted}
+        nursery.cancel_scope.cancel()
+
+
+async def test_cancel_on_disconnect_cancels_the_accounts_orders(tmp_path: Path) -> None:
+    layout = single_node_layout(tmp_path)
+    async with trio.open_nursery() as nursery:
+        node = await start_node(nursery, layout)
+        nodes = [("127.0.0.1", node.gateway_port)]
+        async with operator_client(layout, node) as operator:
+            market, traders = await open_market_with_traders(operator, ["maker"])
+        maker_id, maker_key = traders["maker"]
+        async with Client(
+            nodes, account_id=maker_id, key=maker_key, cancel_on_disconnect=True
+        ) as maker:
+            for price in (40, 41):
+                await maker.place(market, Side.BUY_YES, price, 3)
+        async with Client(nodes, account_id=maker_id, key=maker_key) as watcher:
+            with trio.fail_after(5):
+                while (await watcher.open_orders()).orders:
+                    await trio.sleep(0.05)
+            book = await watcher.book(market)
+            assert not book.bids and not book.asks
+        nursery.cancel_scope.cancel()
