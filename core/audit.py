@@ -172,8 +172,10 @@ def _audit_account_market(
     for name in (
         "bid_qty",
         "bid_notional",
+        "bid_prices",
         "ask_qty",
         "ask_notional",
+        "ask_prices",
         "maker_bound",
         "reduce_bid_qty",
         "reduce_ask_qty",

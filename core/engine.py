@@ -842,22 +842,7 @@ class Engine:
             total = fee_cents(order.maker_bps, basis)
             fee = total - order.maker_fee
             order.maker_fee = total
-        # am.reduce(order, quantity), written out: this runs twice per trade
-        order.remaining -= quantity
-        if order.is_bid:
-            am.bid_qty -= quantity
-            am.bid_notional -= order.x * quantity
-            if order.reduce_only:
-                am.reduce_bid_qty -= quantity
-        else:
-            am.ask_qty -= quantity
-            am.ask_notional -= order.x * quantity
-            if order.reduce_only:
-                am.reduce_ask_qty -= quantity
-        if order.maker_bps:
-            bound = order.maker_fee_bound()
-            am.maker_bound += bound - order.maker_bound
-            order.maker_bound = bound
+        am.reduce(order, quantity)
         position = am.position
         if order.is_bid:
             paid = price * quantity

@@ -294,8 +294,10 @@ class AccountMarket:
     __slots__ = (
         "account",
         "ask_notional",
+        "ask_prices",
         "ask_qty",
         "bid_notional",
+        "bid_prices",
         "bid_qty",
         "hold",
         "maker_bound",
@@ -316,6 +318,10 @@ class AccountMarket:
         self.bid_notional = 0
         self.ask_qty = 0
         self.ask_notional = 0
+        # Resting contracts by the price they pay (x), per side: what the hold's "cheapest
+        # N - cap contracts" walks, a few distinct prices instead of every order.
+        self.bid_prices: dict[int, int] = {}
+        self.ask_prices: dict[int, int] = {}
         self.maker_bound = 0
         self.taker_bound = 0  # only while an incoming order of this account is matching
         self.reduce_bid_qty = 0
@@ -327,16 +333,25 @@ class AccountMarket:
     def count(self, order: Order, sign: int) -> None:
         """Add (sign 1) or take away (sign -1) the order's remaining contracts in the sums."""
         remaining = order.remaining * sign
+        x = order.x
         if order.is_bid:
             self.bid_qty += remaining
-            self.bid_notional += order.x * remaining
+            self.bid_notional += x * remaining
+            prices = self.bid_prices
             if order.reduce_only:
                 self.reduce_bid_qty += remaining
         else:
             self.ask_qty += remaining
-            self.ask_notional += order.x * remaining
+            self.ask_notional += x * remaining
+            prices = self.ask_prices
             if order.reduce_only:
                 self.reduce_ask_qty += remaining
+        if remaining:
+            left = prices.get(x, 0) + remaining
+            if left:
+                prices[x] = left
+            else:
+                del prices[x]
         self.maker_bound += order.maker_bound * sign
 
     def add(self, order: Order) -> None:
@@ -350,16 +365,24 @@ class AccountMarket:
     def reduce(self, order: Order, quantity: int) -> None:
         """The order's remaining quantity goes down by `quantity` (filled or trimmed)."""
         order.remaining -= quantity
+        x = order.x
         if order.is_bid:
             self.bid_qty -= quantity
-            self.bid_notional -= order.x * quantity
+            self.bid_notional -= x * quantity
+            prices = self.bid_prices
             if order.reduce_only:
                 self.reduce_bid_qty -= quantity
         else:
             self.ask_qty -= quantity
-            self.ask_notional -= order.x * quantity
+            self.ask_notional -= x * quantity
+            prices = self.ask_prices
             if order.reduce_only:
                 self.reduce_ask_qty -= quantity
+        left = prices[x] - quantity
+        if left:
+            prices[x] = left
+        else:
+            del prices[x]
         if order.maker_bps:
             bound = order.maker_fee_bound()
             self.maker_bound += bound - order.maker_bound
@@ -414,12 +437,9 @@ def required_hold(am: AccountMarket) -> int:
 
 def _cheapest(am: AccountMarket, is_bid: bool, contracts: int) -> int:
     """The price of the cheapest `contracts` resting contracts on one side."""
-    prices = sorted(
-        (order.x, order.remaining) for order in am.orders.values() if order.is_bid is is_bid
-    )
     total = 0
-    for x, remaining in prices:
-        take = min(remaining, contracts)
+    for x, quantity in sorted((am.bid_prices if is_bid else am.ask_prices).items()):
+        take = quantity if quantity < contracts else contracts
         total += take * x
         contracts -= take
         if not contracts:

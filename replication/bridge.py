@@ -1,11 +1,12 @@
 """The only place where pysyncobj's tick thread meets trio.
 
-Strategy: the tick thread never waits for trio and never touches trio objects; it hands
-each event over with `TrioToken.run_sync_soon`, which queues a plain function for the trio
-thread and runs those in first-in, first-out order. So for one log entry, the "applied"
-hand-over always reaches trio before the hand-over of the proposal that entry answers
-(pysyncobj applies an entry, then calls its callback). Going the other way, trio calls
-`RaftNode.propose`, which only puts the entry in pysyncobj's locked queue.
+Strategy: the tick thread never waits for trio and never touches trio objects; it puts each
+hand-over (a function and its arguments) in one locked first-in, first-out inbox, and wakes
+trio with `TrioToken.run_sync_soon` only when the inbox was empty: under load one wake-up
+(a system call) carries many hand-overs. Trio drains the inbox in order. So for one log
+entry, the "applied" hand-over always reaches trio before the hand-over of the proposal
+that entry answers (pysyncobj applies an entry, then calls its callback). Going the other
+way, trio calls `RaftNode.propose`, which only puts the entry in pysyncobj's locked queue.
 
 If trio has finished (the node is stopping), hand-overs are dropped: nothing is waiting
 for them any more.
@@ -14,6 +15,8 @@ for them any more.
 from __future__ import annotations
 
 import contextlib
+import threading
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -63,6 +66,10 @@ class Bridge:
         self._handlers: list[Callable[[int, Any], None]] = []
         self.proposer: Proposer | None = None
         self.handed_over = 0
+        self.wakeups = 0
+        self._inbox: deque[tuple[Callable[..., None], tuple[Any, ...]]] = deque()
+        self._inbox_lock = threading.Lock()
+        self._drain_scheduled = False
 
     # -- Tick thread side ----------------------------------------------------------------
 
@@ -71,9 +78,26 @@ class Bridge:
         self._hand_over(self._deliver_applied, index, result)
 
     def _hand_over(self, function: Callable[..., None], *args: Any) -> None:
+        with self._inbox_lock:
+            self._inbox.append((function, args))
+            if self._drain_scheduled:
+                return  # trio will drain this one with the ones before it
+            self._drain_scheduled = True
         # If trio has finished, the node is stopping and nobody is waiting any more.
         with contextlib.suppress(trio.RunFinishedError):
-            self._token.run_sync_soon(function, *args)
+            self._token.run_sync_soon(self._drain)
+
+    def _drain(self) -> None:  # trio thread
+        self.wakeups += 1
+        while True:
+            with self._inbox_lock:
+                if not self._inbox:
+                    self._drain_scheduled = False
+                    return
+                batch = list(self._inbox)
+                self._inbox.clear()
+            for function, args in batch:
+                function(*args)
 
     # -- Trio side ---------------------------------------------------------------------
 

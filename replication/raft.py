@@ -6,10 +6,11 @@ exchange engine, or a counter in tests). Everything else pysyncobj does as it do
 gaps of ../shared/notes/pysyncobj.md, and where each is closed:
 
 1. The journal is never flushed. `DurableJournal` (journal.py) replaces pysyncobj's
-   FileJournal; `_GuardedTransport.send` syncs it before a follower acknowledges entries
-   (`next_node_idx`), and `_onTick` syncs it before each tick, whose first step on the
-   leader is to count its own copy toward a majority. Committed therefore means on disk
-   on a majority.
+   FileJournal, and `_onTick` syncs it before each tick, whose first step on the leader is
+   to count its own copy toward a majority. A follower's acknowledgements (`next_node_idx`)
+   are held by `_GuardedTransport.send` and sent by `_onTick` right after that sync: every
+   message read in one poll is acknowledged after one flush (group commit on followers, as
+   batching is on the leader). Committed therefore means on disk on a majority.
 2. Followers truncate entries they already hold. `_guard_append` rewrites each incoming
    `append_entries` so that entries the follower has with the same index and term are
    skipped: pysyncobj then truncates only at a real conflict, as Raft says. A message that
@@ -89,6 +90,7 @@ class RaftConfig:
     reconnect_s: float = 0.5
     tick_s: float = 0.02  # the tick thread's longest sleep waiting for sockets
     entry_bytes_max: int = 4 * 1024 * 1024  # larger entries are refused, never split
+    flush_journal: bool = True  # False only to measure what durability costs
 
     def __post_init__(self) -> None:
         if not self.secret:
@@ -162,6 +164,8 @@ class RaftNode(SyncObj):
         self._status: RaftStatus | None = None
         self._dropped_messages = 0
         self._status_lock = threading.Lock()
+        self._transport: _GuardedTransport | None = None  # set by the transport itself
+        self._held_acknowledgements: list[tuple[Any, Any]] = []
         with _journal_factory(self):
             super().__init__(
                 config.self_address,
@@ -202,12 +206,21 @@ class RaftNode(SyncObj):
         new leader, appended while reading the votes) goes to disk first."""
         assert self._journal is not None
         self._journal.sync()
+        held = self._held_acknowledgements
+        if held:
+            self._held_acknowledgements = []
+            assert self._transport is not None
+            for node, message in held:
+                self._transport.send_now(node, message)
         super()._onTick(timeToWait)
 
-    def _before_send(self, message: Any) -> None:
+    def _hold_acknowledgement(self, node: Any, message: Any) -> bool:
+        """A follower acknowledges only what is on its disk: hold the acknowledgement until
+        the next tick's sync (True: held)."""
         if type(message) is dict and message.get("type") == "next_node_idx":
-            assert self._journal is not None
-            self._journal.sync()  # a follower acknowledges only what is on its disk
+            self._held_acknowledgements.append((node, message))
+            return True
+        return False
 
     def _guard_append(self, message: Any) -> Any:
         assert self._journal is not None
@@ -311,6 +324,7 @@ class _GuardedTransport(TCPTransport):
 
     def __init__(self, syncObj: RaftNode, selfNode: Any, otherNodes: Any) -> None:  # noqa: N803
         self._evx_node = syncObj
+        syncObj._transport = self
         super().__init__(syncObj, selfNode, otherNodes)
 
     def _onMessageReceived(self, node: Any, message: Any) -> None:  # noqa: N802
@@ -319,7 +333,11 @@ class _GuardedTransport(TCPTransport):
             super()._onMessageReceived(node, message)
 
     def send(self, node: Any, message: Any) -> bool:
-        self._evx_node._before_send(message)
+        if self._evx_node._hold_acknowledgement(node, message):
+            return True
+        return super().send(node, message)
+
+    def send_now(self, node: Any, message: Any) -> bool:
         return super().send(node, message)
 
 
@@ -332,7 +350,7 @@ def _journal_factory(node: RaftNode) -> Iterator[None]:
 
     def create(journal_file: str | None) -> DurableJournal:
         assert journal_file is not None, "an evx node always has a journal file"
-        node._journal = DurableJournal(journal_file)
+        node._journal = DurableJournal(journal_file, flush=node._config.flush_journal)
         return node._journal
 
     with _factory_lock:

@@ -123,6 +123,33 @@ def admin_status(
         time.sleep(1)
 
 
+@bench.command("cluster")
+@click.option("--sessions", default=8, show_default=True, help="client sessions (one account each)")
+@click.option("--in-flight", default=8, show_default=True, help="commands in flight per session")
+@click.option("--seconds", default=10.0, show_default=True, help="measured time, after 3 s warmup")
+@click.option("--no-flush", is_flag=True, help="journal not flushed: to measure what it costs")
+@click.option("--batch-window-ms", default=1.0, show_default=True, help="each node's batcher")
+@click.option("--json", "as_json", is_flag=True, help="print one JSON object")
+def bench_cluster(
+    sessions: int,
+    in_flight: int,
+    seconds: float,
+    no_flush: bool,
+    batch_window_ms: float,
+    as_json: bool,
+) -> None:
+    """Acknowledged orders per second through a three-node cluster on this machine."""
+    from evx.tools import bench_cluster as cluster_bench  # noqa: PLC0415
+
+    result = cluster_bench.run(
+        sessions, in_flight, measure_s=seconds, flush=not no_flush, window_ms=batch_window_ms
+    )
+    if as_json:
+        click.echo(json.dumps(result.as_dict()))
+    else:
+        click.echo(cluster_bench.summary(result))
+
+
 @main.command("demo")
 @click.option("--data", "data_dir", type=click.Path(path_type=Path), help=DATA_HELP)
 @click.option("--engine", "engine_only", is_flag=True, help="no cluster: the engine alone")

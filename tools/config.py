@@ -21,6 +21,7 @@ an operator at 3 a.m. must not learn of a typo from a node that half-started.
     [batching]        # batch_window_ms, batch_commands_max, clock_tick_ms
     [limits]          # the session limits of GatewayLimits
     [logging]         # level ("debug", "info", "warning"), json (true, false, "auto")
+    [raft]            # flush_journal (true; false only to measure what durability costs)
 """
 
 from __future__ import annotations
@@ -68,6 +69,13 @@ class BatchingConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class RaftSettings:
+    # false only for measuring what durability costs: acknowledged entries then live in
+    # the page cache of a majority, which an operating-system crash can lose
+    flush_journal: bool = True
+
+
+@dataclass(frozen=True, slots=True)
 class LoggingConfig:
     level: str = "info"
     json: bool | str = "auto"  # "auto": JSON unless standard error is a terminal
@@ -86,6 +94,7 @@ class NodeConfig:
     batching: BatchingConfig = field(default_factory=BatchingConfig)
     limits: GatewayLimits = field(default_factory=GatewayLimits)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
+    raft_settings: RaftSettings = field(default_factory=RaftSettings)
 
     @property
     def journal_path(self) -> Path:
@@ -117,7 +126,7 @@ def load(path: str | Path) -> NodeConfig:
 
 
 def parse(raw: dict[str, Any], path: Path) -> NodeConfig:
-    _only(raw, {"node", "peers", "batching", "limits", "logging"}, f"{path}")
+    _only(raw, {"node", "peers", "batching", "limits", "logging", "raft"}, f"{path}")
     node = raw.get("node")
     if not isinstance(node, dict):
         raise ConfigError(f"{path}: a [node] table is required")
@@ -148,6 +157,7 @@ def parse(raw: dict[str, Any], path: Path) -> NodeConfig:
             batching=_table(raw, "batching", BatchingConfig),
             limits=_table(raw, "limits", GatewayLimits),
             logging=_table(raw, "logging", LoggingConfig),
+            raft_settings=_table(raw, "raft", RaftSettings),
         )
     except (TypeError, ValueError) as error:
         raise ConfigError(f"{path}: {error}") from None
@@ -255,8 +265,13 @@ def render(config: NodeConfig) -> str:
             f'raft = "{peer.raft}"',
             f'gateway = "{peer.gateway}"',
         ]
-    for name in ("batching", "limits", "logging"):
-        table = getattr(config, name)
+    for name, attribute in (
+        ("batching", "batching"),
+        ("limits", "limits"),
+        ("logging", "logging"),
+        ("raft", "raft_settings"),
+    ):
+        table = getattr(config, attribute)
         defaults = type(table)()
         changed = [f for f in fields(table) if getattr(table, f.name) != getattr(defaults, f.name)]
         if changed:

@@ -77,6 +77,7 @@ async def run_node(
         peer_addresses=tuple(peer.raft for peer in config.peers),
         journal_path=str(config.journal_path),
         secret=secret,
+        flush_journal=config.raft_settings.flush_journal,
     )
     batcher = Batcher(
         bridge,
