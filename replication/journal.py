@@ -22,10 +22,11 @@ saved at most once a second and without a sync: it only saves work after a resta
 
 from __future__ import annotations
 
+import contextlib
 import os
 import struct
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -58,11 +59,21 @@ class JournalStatistics:
 class DurableJournal:
     """pysyncobj's Journal interface, with explicit durability (`sync`)."""
 
-    def __init__(self, path: str, *, flush: bool = True) -> None:
+    def __init__(
+        self,
+        path: str,
+        *,
+        flush: bool = True,
+        on_io_error: Callable[[str], None] | None = None,
+    ) -> None:
         # flush=False is for measuring what durability costs (evx bench cluster
         # --no-flush), never for running an exchange: acknowledgements then mean "in the
         # page cache of a majority", which an operating-system crash can lose.
         self.flush = flush
+        # A failed write or flush leaves the file in a state nobody can vouch for (after a
+        # failed fsync the page cache may have dropped the data), and pysyncobj would catch
+        # the exception and go on: `on_io_error` is called instead, and must stop the node.
+        self._on_io_error = on_io_error
         self.path = path
         self.meta_path = path + ".meta"
         self._entries: list[Entry] = []
@@ -134,7 +145,10 @@ class DurableJournal:
             raise ValueError(f"entry of {len(command)} bytes is past entry_bytes_max")
         payload = ENTRY.pack(idx, term) + command
         record = RECORD.pack(len(payload), zlib.crc32(payload)) + payload
-        os.pwrite(self._fd, record, self._end)
+        with self._io("appending an entry"):
+            written = os.pwrite(self._fd, record, self._end)
+            if written != len(record):
+                raise OSError(f"short write: {written} of {len(record)} bytes")
         self._entries.append((command, idx, term))
         self._offsets.append(self._end)
         self._end += len(record)
@@ -202,7 +216,8 @@ class DurableJournal:
     def setCurrentTerm(self, term: int, votedForNodeId: Any) -> None:  # noqa: N802, N803
         self._meta["term"] = term
         self._meta["voted_for"] = votedForNodeId
-        self._save_meta(durable=True)  # before any vote leaves this node
+        with self._io("saving term and vote"):
+            self._save_meta(durable=True)  # before any vote leaves this node
 
     def getCurrentTerm(self) -> int:  # noqa: N802
         return int(self._meta.get("term", 0))
@@ -212,7 +227,8 @@ class DurableJournal:
 
     def onOneSecondTimer(self) -> None:  # noqa: N802
         if not self._meta_saved:
-            self._save_meta(durable=False)
+            with self._io("saving the commit index"):
+                self._save_meta(durable=False)
 
     # -- Durability ------------------------------------------------------------------------
 
@@ -221,7 +237,8 @@ class DurableJournal:
         if not self._dirty:
             return False
         if self.flush:
-            os.fdatasync(self._fd)
+            with self._io("flushing the journal"):
+                os.fdatasync(self._fd)
         self._dirty = False
         self._syncs += 1
         return True
@@ -229,6 +246,16 @@ class DurableJournal:
     @property
     def dirty(self) -> bool:
         return self._dirty
+
+    @contextlib.contextmanager
+    def _io(self, doing: str) -> Iterator[None]:
+        try:
+            yield
+        except OSError as error:
+            if self._on_io_error is None:
+                raise
+            self._on_io_error(f"{doing} in {self.path} failed: {error}")
+            raise  # on_io_error stops the process; if it returns, the error still stands
 
     def statistics(self) -> JournalStatistics:
         return JournalStatistics(
@@ -246,7 +273,8 @@ class DurableJournal:
         offset = self._offsets[position]
         del self._entries[position:]
         del self._offsets[position:]
-        os.ftruncate(self._fd, offset)
+        with self._io("truncating the journal"):
+            os.ftruncate(self._fd, offset)
         self._end = offset
         self._dirty = True
 

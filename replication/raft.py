@@ -52,6 +52,7 @@ from .journal import DurableJournal
 logger = structlog.get_logger("evx.replication")
 
 EXIT_APPLY_FAILED = 70
+EXIT_JOURNAL_FAILED = 71
 ROLE_NAMES = {0: "follower", 1: "candidate", 2: "leader"}
 
 
@@ -350,7 +351,11 @@ def _journal_factory(node: RaftNode) -> Iterator[None]:
 
     def create(journal_file: str | None) -> DurableJournal:
         assert journal_file is not None, "an evx node always has a journal file"
-        node._journal = DurableJournal(journal_file, flush=node._config.flush_journal)
+        node._journal = DurableJournal(
+            journal_file,
+            flush=node._config.flush_journal,
+            on_io_error=lambda what: stop_node(what, EXIT_JOURNAL_FAILED),
+        )
         return node._journal
 
     with _factory_lock:

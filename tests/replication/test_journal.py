@@ -113,3 +113,19 @@ def test_term_and_vote_are_durable_at_once_and_commit_index_lazily(tmp_path: Pat
     assert early.getRaftCommitIndex() == 1  # not saved yet: it is only a hint
     journal.onOneSecondTimer()
     assert DurableJournal(path).getRaftCommitIndex() == 42
+
+
+def test_a_failed_flush_is_reported_not_swallowed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    reported: list[str] = []
+    journal = DurableJournal(str(tmp_path / "raft.journal"), on_io_error=reported.append)
+    journal.add(b"entry", 1, 1)
+
+    def failing(fd: int) -> None:
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(os, "fdatasync", failing)
+    with pytest.raises(OSError, match="Input/output"):
+        journal.sync()
+    assert reported and "flushing the journal" in reported[0]

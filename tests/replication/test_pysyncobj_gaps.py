@@ -351,3 +351,42 @@ def test_the_durable_journal_is_what_an_evx_node_uses(tmp_path: Path) -> None:
         assert node._SyncObj__raftLog is node.journal
     finally:
         node.destroy_synchronous()
+
+
+_FAILING_DISK_NODE = textwrap.dedent(
+    """
+    import os, sys, threading
+    sys.path.insert(0, sys.argv[2])
+    from support.counter import CounterMachine, free_ports
+    from evx.replication.raft import RaftConfig, RaftNode
+    real = os.fdatasync
+    calls = [0]
+    def fdatasync(fd):
+        calls[0] += 1
+        if calls[0] > 1:
+            raise OSError(5, "Input/output error")
+        real(fd)
+    os.fdatasync = fdatasync
+    address = "127.0.0.1:%d" % free_ports(1)[0]
+    node = RaftNode(RaftConfig(address, (), sys.argv[1], secret="s"), CounterMachine())
+    for number in range(50):
+        node.propose(b"add 1", lambda result, error: None)
+        threading.Event().wait(0.05)
+    threading.Event().wait(30)
+    print("still running: the node went on after a failed flush")
+    """
+)
+
+
+def test_closed_a_failed_journal_flush_stops_the_node(tmp_path: Path) -> None:
+    """pysyncobj catches every exception of a tick and retries it; a flush that failed
+    must not be retried (the data may be gone from the page cache): the node stops."""
+    completed = subprocess.run(
+        [sys.executable, "-c", _FAILING_DISK_NODE, str(tmp_path / "journal"), TESTS_DIR],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert completed.returncode == 71, completed.stdout + completed.stderr
+    assert "flushing the journal" in completed.stderr
