@@ -123,8 +123,16 @@ class Client:
             self._nursery = await self._exit_stack.enter_async_context(trio.open_nursery())
             await self._nursery.start(self._keep_connected)
         except BaseException:
-            if not await self._exit_stack.__aexit__(*sys.exc_info()):
-                raise
+            try:
+                if not await self._exit_stack.__aexit__(*sys.exc_info()):
+                    raise
+            except BaseExceptionGroup as group:
+                # A login refused for good (a ClientError) reaches the caller as itself,
+                # not wrapped in the nursery's exception group.
+                refusal = _only_client_error(group)
+                if refusal is None:
+                    raise
+                raise refusal from None
         return self
 
     async def __aexit__(self, *exc_info: Any) -> bool | None:
@@ -482,6 +490,20 @@ async def query_status(host: str, port: int, timeout_s: float = 3.0) -> wire.Sta
                     return event
         finally:
             await trio.aclose_forcefully(stream)
+
+
+def _only_client_error(group: BaseExceptionGroup) -> ClientError | None:
+    leaves: list[BaseException] = []
+
+    def collect(error: BaseException) -> None:
+        if isinstance(error, BaseExceptionGroup):
+            for inner in error.exceptions:
+                collect(inner)
+        else:
+            leaves.append(error)
+
+    collect(group)
+    return leaves[0] if len(leaves) == 1 and isinstance(leaves[0], ClientError) else None
 
 
 def _reference(message: wire.Message) -> int:

@@ -151,12 +151,16 @@ class Gateway:
             for event in result.applied.events:
                 if event[0] in _ACCOUNT_EVENTS and event[1]:
                     self.streams.publish(event, index)
-            log.debug(
+            commands = len(result.applied.outcome_offsets)
+            # The canonical line per applied batch; the leader's time-only batches (one per
+            # clock tick on an idle exchange) only at debug level.
+            (log.info if commands else log.debug)(
                 "batch_applied",
                 index=index,
                 origin_node=result.origin[0],
-                commands=len(result.applied.outcome_offsets),
+                commands=commands,
                 events=len(result.applied.events),
+                time_ms=result.applied.time_ms,
             )
         self._applied.set()
         self._applied = trio.Event()

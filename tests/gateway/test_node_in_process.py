@@ -3,13 +3,18 @@ TCP on 127.0.0.1, driven by the real client library."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
+import pytest
 import trio
 
 from evx.core import Side, TimeInForce
 from evx.gateway import messages as wire
-from evx.gateway.client import Client
+from evx.gateway.client import Client, ClientError
+from evx.gateway.codec import Connection, Signal
+from evx.gateway.codes import ErrorCode
+from evx.gateway.keys import public_bytes, read_private_key, sign
 from support.nodes import open_market_with_traders, operator_client, single_node_layout, start_node
 
 
@@ -130,3 +135,78 @@ async def test_cancel_on_disconnect_cancels_the_accounts_orders(tmp_path: Path) 
             book = await watcher.book(market)
             assert not book.bids and not book.asks
         nursery.cancel_scope.cancel()
+
+
+async def test_limits_of_a_session_replay_window_silence_and_node_capacity(
+    tmp_path: Path,
+) -> None:
+    layout = single_node_layout(
+        tmp_path,
+        replay_window_events_per_account_max=5,
+        heartbeat_interval_ms=200,
+        sessions_max=3,
+    )
+    async with trio.open_nursery() as nursery:
+        node = await start_node(nursery, layout)
+        nodes = [("127.0.0.1", node.gateway_port)]
+        async with operator_client(layout, node) as operator:
+            market, traders = await open_market_with_traders(operator, ["maker"])
+        maker_id, maker_key = traders["maker"]
+        async with Client(nodes, account_id=maker_id, key=maker_key) as maker:
+            for price in range(30, 40):
+                await maker.place(market, Side.BUY_YES, price, 1)
+            last = maker.last_seq
+        # The node keeps the last 5 reports of the account: older ones are refused clearly.
+        with pytest.raises(ClientError, match="replay_must_be_within_window"):
+            async with Client(nodes, account_id=maker_id, key=maker_key, next_seq=last - 7):
+                pass
+        async with Client(nodes, account_id=maker_id, key=maker_key, next_seq=last - 3) as late:
+            with trio.fail_after(5):
+                while len(late._reports) < 4:
+                    await trio.sleep(0.01)
+            assert [r.account_seq for r in late.drain_reports()] == list(range(last - 3, last + 1))
+
+        # A logged-in client that sends nothing for 3 heartbeat intervals is closed.
+        stream = await trio.open_tcp_stream(*nodes[0])
+        connection = Connection(wire.CLIENT)
+        challenge = await _next(stream, connection)
+        login = wire.Login(
+            1, 0, public_bytes(read_private_key(layout.operator_key_file)), 0, 0, bytes(64)
+        )
+        login = dataclasses.replace(
+            login,
+            signature=sign(
+                read_private_key(layout.operator_key_file),
+                wire.login_signed_bytes(challenge.nonce, login),
+            ),
+        )
+        await stream.send_all(connection.send(login))
+        with trio.fail_after(5):
+            received = []
+            while (message := await _next(stream, connection)) is not None:
+                received.append(message)
+        errors = [m for m in received if isinstance(m, wire.Error)]
+        assert errors and errors[-1].code == ErrorCode.HEARTBEAT_MUST_ARRIVE
+        await stream.aclose()
+
+        # Past sessions_max, a connection is refused at once.
+        async with (
+            Client(nodes, account_id=maker_id, key=maker_key),
+            Client(nodes, account_id=maker_id, key=maker_key),
+            Client(nodes, account_id=maker_id, key=maker_key),
+        ):
+            stream = await trio.open_tcp_stream(*nodes[0])
+            refused = await _next(stream, Connection(wire.CLIENT))
+            assert isinstance(refused, wire.LoginRejected)
+            assert refused.reason == ErrorCode.SESSIONS_MUST_NOT_EXCEED_MAX
+            await stream.aclose()
+        nursery.cancel_scope.cancel()
+
+
+async def _next(stream: trio.SocketStream, connection: Connection) -> wire.Message | None:
+    while True:
+        event = connection.next_event()
+        if event is Signal.NEED_DATA:
+            connection.receive_data(await stream.receive_some(65_536))
+            continue
+        return None if event is Signal.CLOSED else event  # type: ignore[return-value]
