@@ -243,6 +243,7 @@ class Session:
         self._opened = time.monotonic()
         self._nonce = os.urandom(wire.NONCE_SIZE)
         self._nursery: trio.Nursery | None = None
+        self._write_interrupted = False
         try:
             peer = stream.socket.getpeername()  # type: ignore[attr-defined]
             self.peer = f"{peer[0]}:{peer[1]}"
@@ -289,7 +290,9 @@ class Session:
                 self._closing = SessionClosed(f"socket: {type(failures.exceptions[0]).__name__}")
             if self._closing is not None:
                 reason = self._closing.reason
-                if self._closing.frame is not None:
+                # After a write abandoned halfway (a client cut off for not reading) the
+                # stream ends mid-frame: another frame after it would be read as garbage.
+                if self._closing.frame is not None and not self._write_interrupted:
                     with trio.move_on_after(1):
                         await self._send_raw(self._closing.frame)
         except _SOCKET_FAILURES as error:
@@ -639,7 +642,9 @@ class Session:
             self._drained = trio.Event()
 
     async def _send_raw(self, data: bytes) -> None:
+        self._write_interrupted = True  # until send_all returns: it may stop partway
         await self.stream.send_all(data)
+        self._write_interrupted = False
         self._last_sent = time.monotonic()
 
     async def _send_now(self, message: wire.Message) -> None:

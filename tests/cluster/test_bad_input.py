@@ -194,9 +194,11 @@ async def test_bad_input_is_refused_and_nothing_else_notices(cluster: ProcessClu
                 while '"reason": "reader_must_keep_up"' not in cluster.log(1):
                     await trio.sleep(0.1)
             assert isinstance(await busy.balance(), wire.Balance)  # unaffected
-        leftovers = reader.read_until_closed()  # what it never read, then the close
+        try:
+            leftovers = reader.read_until_closed()  # what it never read, then the close
+        finally:
+            reader.close()
         assert len(leftovers) < 3 * 261, "it was cut off before all of it was queued"
-        reader.close()
 
         after = (await victim.balance(), await victim.open_orders())
         assert [dataclasses.replace(m, applied_index=0, request_id=0) for m in after] == [
