@@ -62,6 +62,11 @@ from .fees import fee_cents
 from .queries import BookView, LevelView, OpenOrderView
 from .records import Record, RecordError
 from .state import (
+    ACCOUNT_FIELDS,
+    BANK_REFERENCE_FIELDS,
+    HEADER_FIELDS,
+    MARKET_FIELDS,
+    ORDER_FIELDS,
     STATE_VERSION,
     StateError,
     decode_state,
@@ -73,10 +78,15 @@ from .state import (
 
 __all__ = [
     "ACCOUNT_EVENT_CODES",
+    "ACCOUNT_FIELDS",
+    "BANK_REFERENCE_FIELDS",
     "COMMANDS",
     "EVENTS",
+    "HEADER_FIELDS",
     "INVARIANTS",
     "MARKET_EVENT_CODES",
+    "MARKET_FIELDS",
+    "ORDER_FIELDS",
     "STATE_HASH_SIZE",
     "STATE_VERSION",
     "AccountCreated",

@@ -52,6 +52,7 @@ class ErrorCode(IntEnum):
     NODE_MUST_BE_READY = 1300
     QUERY_INDEX_NOT_REACHED = 1301
     OUTCOME_UNKNOWN = 1302  # the command may or may not have been applied: resend it as is
+    REPORTS_MUST_BE_CONTINUOUS = 1303  # the node jumped to a snapshot: log in again
 
     @property
     def rule(self) -> str:

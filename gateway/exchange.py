@@ -6,6 +6,9 @@ and applies one engine batch. An entry that does not decode applies as a batch w
 time and no commands, so every replica still moves its hash the same way. The engine is
 touched from two threads: pysyncobj's tick thread applies entries, the gateway's trio
 thread answers queries; `lock` serialises them (a query waits at most one entry).
+A follower that fell behind the leader's compacted log is sent a snapshot instead:
+`install` swaps the whole engine at once (snapshots/writer.py), and `StateInstalled` goes
+down the applied stream in its place, so the gateway knows its reports have a gap.
 """
 
 from __future__ import annotations
@@ -31,11 +34,29 @@ class ExchangeResult:
         return self.applied.command_events(position)
 
 
+@dataclass(frozen=True, slots=True)
+class StateInstalled:
+    """In the applied stream: the engine was replaced by a snapshot's at `index`; each
+    account's report sequence continues from `account_seqs`."""
+
+    index: int
+    account_seqs: dict[int, int]
+
+
+def account_seqs(engine: Engine) -> dict[int, int]:
+    return {account_id: account.seq for account_id, account in engine.accounts.items()}
+
+
 class ExchangeMachine:
-    def __init__(self, engine: Engine | None = None) -> None:
+    def __init__(self, engine: Engine | None = None, applied_index: int = 0) -> None:
         self.engine = engine or Engine()
         self.lock = threading.Lock()
-        self._applied_index = 0
+        self._applied_index = applied_index
+
+    def install(self, engine: Engine, index: int) -> None:
+        with self.lock:
+            self.engine = engine
+            self._applied_index = index
 
     def apply(self, index: int, entry: bytes) -> ExchangeResult:
         origin, batch = decode_entry(entry)

@@ -40,7 +40,7 @@ from evx.tools.config import GatewayLimits
 from . import messages as wire
 from .codec import Connection, Signal
 from .codes import ErrorCode, LocalProtocolError, RemoteProtocolError
-from .exchange import ExchangeMachine, ExchangeResult
+from .exchange import ExchangeMachine, ExchangeResult, StateInstalled, account_seqs
 from .keys import verify
 
 log = logs.get("evx.gateway")
@@ -65,9 +65,9 @@ class AccountStream:
 
     __slots__ = ("frames", "last_seq", "sessions")
 
-    def __init__(self, window_max: int) -> None:
+    def __init__(self, window_max: int, last_seq: int = 0) -> None:
         self.frames: deque[tuple[int, bytes]] = deque(maxlen=window_max)
-        self.last_seq = 0
+        self.last_seq = last_seq
         self.sessions: list[Session] = []
 
     @property
@@ -79,11 +79,20 @@ class AccountStreams:
     def __init__(self, window_max: int) -> None:
         self._window_max = window_max
         self._streams: dict[int, AccountStream] = {}
+        self._base_seqs: dict[int, int] = {}
+
+    def reset(self, base_seqs: dict[int, int]) -> None:
+        """Start over from a loaded state: each account's reports continue after the
+        sequence number it has there; nothing before it can be replayed from this node."""
+        self._streams.clear()
+        self._base_seqs = base_seqs
 
     def stream(self, account_id: int) -> AccountStream:
         stream = self._streams.get(account_id)
         if stream is None:
-            stream = self._streams[account_id] = AccountStream(self._window_max)
+            stream = self._streams[account_id] = AccountStream(
+                self._window_max, self._base_seqs.get(account_id, 0)
+            )
         return stream
 
     def publish(self, event: tuple[Any, ...], applied_index: int) -> None:
@@ -137,9 +146,10 @@ class Gateway:
         self.limits = limits
         self.operator_keys = frozenset(operator_keys)
         self.streams = AccountStreams(limits.replay_window_events_per_account_max)
+        self.streams.reset(account_seqs(machine.engine))  # a node may start from a snapshot
         self.sessions: set[Session] = set()
         self.statistics = GatewayStatistics()
-        self.applied_index = 0
+        self.applied_index = machine.applied_index
         self._applied = trio.Event()
         self._started = time.monotonic()
 
@@ -147,7 +157,9 @@ class Gateway:
     def on_applied(self, index: int, result: Any) -> None:
         self.applied_index = index
         self.statistics.entries_applied += 1
-        if isinstance(result, ExchangeResult):
+        if isinstance(result, StateInstalled):
+            self._state_installed(result)
+        elif isinstance(result, ExchangeResult):
             for event in result.applied.events:
                 if event[0] in _ACCOUNT_EVENTS and event[1]:
                     self.streams.publish(event, index)
@@ -164,6 +176,18 @@ class Gateway:
             )
         self._applied.set()
         self._applied = trio.Event()
+
+    def _state_installed(self, installed: StateInstalled) -> None:
+        """The engine jumped to a snapshot's state: the reports in between were never
+        published here, so every session ends (its client resumes elsewhere or here, from
+        what this node can still replay) and the streams start again."""
+        self.streams.reset(installed.account_seqs)
+        log.warning("sessions_ended_by_install", index=installed.index, sessions=len(self.sessions))
+        for session in list(self.sessions):
+            session.end(
+                ErrorCode.REPORTS_MUST_BE_CONTINUOUS,
+                "this node caught up from a snapshot; log in again to resume",
+            )
 
     async def wait_applied(self, index: int, timeout_s: float) -> bool:
         with trio.move_on_after(timeout_s):
@@ -279,7 +303,8 @@ class Session:
                     nursery.start_soon(self._write)
                     nursery.start_soon(self._heartbeat)
                     try:
-                        await self._read()
+                        if self._closing is None:  # not ended before it got this far
+                            await self._read()
                     except SessionClosed as closed:
                         if self._closing is None:
                             self._closing = closed
@@ -602,19 +627,20 @@ class Session:
         self.next_seq = seq + 1
         self._queue(data)
 
+    def end(self, code: ErrorCode, text: str) -> None:
+        """End the session from outside its handlers: run() sends one Error frame."""
+        if self._closing is not None:
+            return
+        self._closing = SessionClosed(code.rule, frame(wire.Error(int(code), 0, 0, text)))
+        if self._nursery is not None:
+            self._nursery.cancel_scope.cancel()  # the reader stops; run() sends the frame
+
     def _queue(self, data: bytes) -> None:
         if self._closing is not None:
             return
         if len(self._outbound) >= self.gateway.limits.outbound_messages_max:
             self.gateway.statistics.slow_consumers_cut += 1
-            self._closing = SessionClosed(
-                ErrorCode.READER_MUST_KEEP_UP.rule,
-                frame(
-                    wire.Error(int(ErrorCode.READER_MUST_KEEP_UP), 0, 0, "the client does not read")
-                ),
-            )
-            if self._nursery is not None:
-                self._nursery.cancel_scope.cancel()  # the reader stops; run() sends the frame
+            self.end(ErrorCode.READER_MUST_KEEP_UP, "the client does not read")
             return
         self._outbound.append(data)
         self._wake_writer.set()
@@ -660,6 +686,11 @@ class Session:
 
 
 def _reference(message: wire.Message) -> int:
+    """The field that names the message in an Error (protocol.md section 5.1)."""
+    if isinstance(message, wire.ReplaceOrder):
+        return message.new_client_order_id
+    if isinstance(message, wire.CancelOrder):
+        return message.order_id or message.client_order_id
     for name in ("client_order_id", "request_id", "market_id"):
         value = getattr(message, name, None)
         if value is not None:

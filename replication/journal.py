@@ -16,15 +16,18 @@ acknowledged: opening the journal drops it and truncates the file there. A bad r
 followed by good ones is not a torn write; the journal refuses to open.
 
 Term and vote live in a small metadata file replaced atomically and synced before the
-call returns: Raft requires them durable before any vote is sent. The commit index is
-saved at most once a second and without a sync: it only saves work after a restart.
+call returns: Raft requires them durable before any vote is sent. The commit index (it
+only saves work after a restart) is saved in the same file at most once a second, also
+synced, so that no crash can leave the file half-written.
 """
 
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import struct
+import time
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -54,6 +57,8 @@ class JournalStatistics:
     file_bytes: int
     syncs: int
     truncated_tail_records: int
+    compactions: int
+    last_compaction_ms: float  # rewriting the kept entries: the tick thread waits for it
 
 
 class DurableJournal:
@@ -79,6 +84,8 @@ class DurableJournal:
         self._entries: list[Entry] = []
         self._offsets: list[int] = []  # file offset of each entry's record
         self._syncs = 0
+        self._compactions = 0
+        self._last_compaction_s = 0.0
         self._dirty = False
         self._truncated_tail = 0
         directory = os.path.dirname(os.path.abspath(path))
@@ -133,8 +140,15 @@ class DurableJournal:
                 meta = msgpack.unpackb(meta_file.read(), raw=False)
         except FileNotFoundError:
             return {}
+        except Exception as error:  # msgpack raises several types for bad bytes
+            meta = error
         if not isinstance(meta, dict):
-            raise JournalCorruptError(f"{self.meta_path}: not a metadata map")
+            # Never start without it: the vote it holds is what keeps this node from
+            # voting twice in one term (docs/operations.md, "A damaged journal").
+            raise JournalCorruptError(
+                f"{self.meta_path}: not a metadata map ({meta!r}); the term and vote it "
+                "holds cannot be guessed"
+            )
         return meta
 
     # -- pysyncobj's Journal interface ------------------------------------------------------
@@ -162,9 +176,20 @@ class DurableJournal:
         self._truncate_at(entryFrom)
 
     def deleteEntriesTo(self, entryTo: int) -> None:  # noqa: N802, N803
-        """Drop entries before position `entryTo` (log compaction): the kept entries are
-        written to a new file, synced, and renamed over the old one."""
-        kept = self._entries[entryTo:]
+        """Drop entries before position `entryTo` (log compaction)."""
+        started = time.perf_counter()
+        self.rebase(self._entries[entryTo:])
+        self._compactions += 1
+        self._last_compaction_s = time.perf_counter() - started
+
+    def rebase(self, entries: list[Entry]) -> None:
+        """Make the log exactly `entries` (consecutive indexes): written to a new file,
+        synced, and renamed over the old one, so a crash leaves one or the other whole.
+        Log compaction keeps a suffix; recovery from a snapshot puts the snapshot's two
+        entries in front of what follows them (snapshots/recovery.py)."""
+        kept = list(entries)
+        for before, after in itertools.pairwise(kept):
+            assert after[1] == before[1] + 1, "a journal's indexes are consecutive"
         temporary = self.path + ".compact"
         fd = os.open(temporary, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
         try:
@@ -177,8 +202,9 @@ class DurableJournal:
                 offsets.append(end)
                 end += len(record)
                 chunks.append(record)
-            os.pwrite(fd, b"".join(chunks), 0)
-            os.fsync(fd)
+            with self._io("rewriting the journal"):
+                os.pwrite(fd, b"".join(chunks), 0)
+                os.fsync(fd)
         except BaseException:
             os.close(fd)
             raise
@@ -186,7 +212,7 @@ class DurableJournal:
         _sync_directory(self._directory)
         os.close(self._fd)
         self._fd = fd
-        self._entries = list(kept)
+        self._entries = kept
         self._offsets = offsets
         self._end = end
         self._dirty = False
@@ -226,9 +252,11 @@ class DurableJournal:
         return self._meta.get("voted_for")
 
     def onOneSecondTimer(self) -> None:  # noqa: N802
+        # The same file holds the term and vote, so it is always replaced durably: a
+        # rename not yet on disk when the power fails must not leave it empty.
         if not self._meta_saved:
             with self._io("saving the commit index"):
-                self._save_meta(durable=False)
+                self._save_meta(durable=True)
 
     # -- Durability ------------------------------------------------------------------------
 
@@ -265,6 +293,8 @@ class DurableJournal:
             file_bytes=self._end,
             syncs=self._syncs,
             truncated_tail_records=self._truncated_tail,
+            compactions=self._compactions,
+            last_compaction_ms=round(self._last_compaction_s * 1000, 3),
         )
 
     def _truncate_at(self, position: int) -> None:
@@ -289,6 +319,25 @@ class DurableJournal:
         if durable:
             _sync_directory(self._directory)
         self._meta_saved = True
+
+
+def read_entries(path: str) -> list[Entry]:
+    """A journal's entries, read without changing the file (for `evx replay` and tests):
+    a damaged tail is left where it is and not returned."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        header = os.pread(fd, HEADER.size, 0)
+        if len(header) < HEADER.size or HEADER.unpack(header)[:2] != (MAGIC, FORMAT_VERSION):
+            raise JournalCorruptError(f"{path}: not an evx journal of version {FORMAT_VERSION}")
+        entries: list[Entry] = []
+        for _, payload in _read_records(fd, HEADER.size, os.fstat(fd).st_size):
+            if payload is None:
+                break
+            index, term = ENTRY.unpack_from(payload)
+            entries.append((payload[ENTRY.size :], index, term))
+        return entries
+    finally:
+        os.close(fd)
 
 
 def _read_records(fd: int, offset: int, size: int) -> list[tuple[int, bytes | None]]:

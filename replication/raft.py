@@ -24,8 +24,10 @@ gaps of ../shared/notes/pysyncobj.md, and where each is closed:
    a cluster secret, and pysyncobj then authenticates and encrypts every peer message.
 
 pysyncobj builds its journal through the module global `createJournal`; `_journal_factory`
-swaps it for the construction of one node only. Log compaction is off until evx has its
-own snapshots: pysyncobj's default would pickle this object from the tick thread.
+swaps it for the construction of one node only (and can hand over a journal that snapshot
+recovery has already opened and fitted). Log compaction is driven by a `SnapshotHooks`
+(snapshots/writer.py) through pysyncobj's serializer hooks; without one it is off, since
+pysyncobj's default would pickle this object from the tick thread.
 
 Thread rule: pysyncobj's tick thread runs apply_entry, the callbacks and the transport.
 Nothing here touches trio; bridge.py is the only place the two meet.
@@ -33,8 +35,11 @@ Nothing here touches trio; bridge.py is the only place the two meet.
 
 from __future__ import annotations
 
+import codecs
 import contextlib
+import io
 import os
+import pickle
 import sys
 import threading
 import traceback
@@ -71,6 +76,16 @@ class StateMachine(Protocol):
         """A hash of the state; equal applied indexes must give equal hashes."""
 
 
+class SnapshotHooks(Protocol):
+    """pysyncobj's custom serializer, serializeChecker and deserializer, in one object."""
+
+    def serialize(self, tmp_file: str, raft_data: Any) -> None: ...
+
+    def check(self) -> int: ...
+
+    def deserialize(self, path: str) -> tuple[Any, Any, Any]: ...
+
+
 class SecretRequiredError(ValueError):
     """A node was configured without a cluster secret."""
 
@@ -92,6 +107,11 @@ class RaftConfig:
     tick_s: float = 0.02  # the tick thread's longest sleep waiting for sockets
     entry_bytes_max: int = 4 * 1024 * 1024  # larger entries are refused, never split
     flush_journal: bool = True  # False only to measure what durability costs
+    # With SnapshotHooks: the file a follower that fell behind is sent, and when to take
+    # a snapshot (more entries than this in the log, or this long since the last one).
+    transfer_path: str | None = None
+    snapshot_every_entries: int = 20_000
+    snapshot_every_s: float = 600.0
 
     def __post_init__(self) -> None:
         if not self.secret:
@@ -104,8 +124,12 @@ class RaftConfig:
         assert self.leader_fallback_s > self.election_timeout_max_s
         assert self.connection_timeout_s >= self.election_timeout_max_s
 
-    def syncobj_conf(self, on_state_changed: Callable[[int, int], None]) -> SyncObjConf:
-        never = 10**12  # compaction is off: see the module comment
+    def syncobj_conf(
+        self, on_state_changed: Callable[[int, int], None], hooks: SnapshotHooks | None = None
+    ) -> SyncObjConf:
+        never = 10**12  # without hooks, compaction is off: see the module comment
+        if hooks is not None:
+            assert self.transfer_path is not None, "snapshots need a transfer file"
         return SyncObjConf(
             password=self.secret,
             autoTick=True,
@@ -121,9 +145,13 @@ class RaftConfig:
             commandsQueueSize=100_000,
             commandsWaitLeader=True,
             journalFile=self.journal_path,
-            fullDumpFile=None,
-            logCompactionMinEntries=never,
-            logCompactionMinTime=never,
+            fullDumpFile=self.transfer_path if hooks is not None else None,
+            serializer=hooks.serialize if hooks is not None else None,
+            serializeChecker=hooks.check if hooks is not None else None,
+            deserializer=hooks.deserialize if hooks is not None else None,
+            logCompactionMinEntries=self.snapshot_every_entries if hooks is not None else never,
+            logCompactionMinTime=self.snapshot_every_s if hooks is not None else never,
+            logCompactionSplit=False,
             dynamicMembershipChange=False,
             onStateChanged=on_state_changed,
             useFork=False,
@@ -157,11 +185,14 @@ class RaftNode(SyncObj):
         config: RaftConfig,
         machine: StateMachine,
         on_applied: Callable[[int, Any], None] | None = None,
+        *,
+        snapshots: SnapshotHooks | None = None,
+        journal: DurableJournal | None = None,
     ) -> None:
         self._config = config
         self._machine = machine
         self._on_applied = on_applied
-        self._journal: DurableJournal | None = None
+        self._journal: DurableJournal | None = journal
         self._status: RaftStatus | None = None
         self._dropped_messages = 0
         self._status_lock = threading.Lock()
@@ -171,7 +202,7 @@ class RaftNode(SyncObj):
             super().__init__(
                 config.self_address,
                 list(config.peer_addresses),
-                config.syncobj_conf(self._on_state_changed),
+                config.syncobj_conf(self._on_state_changed, snapshots),
                 transportClass=_GuardedTransport,
             )
         assert self._journal is not None
@@ -183,6 +214,11 @@ class RaftNode(SyncObj):
     def apply_entry(self, entry: bytes) -> Any:
         # While entry i is applied, pysyncobj's last applied index is i - 1.
         index = self.raftLastApplied + 1
+        if index <= self._machine.applied_index:
+            # Already in the state: a node started from a snapshot, and pysyncobj applies
+            # the journal from its start when its port is not yet bound on the first tick,
+            # before it has read the snapshot's index (syncobj.py:612-621).
+            return None
         try:
             result = self._machine.apply(index, entry)
             if self._on_applied is not None:
@@ -274,6 +310,10 @@ class RaftNode(SyncObj):
         with self._status_lock:
             return self._status
 
+    def take_snapshot(self) -> None:
+        """Take a snapshot (and compact the log) at the next tick, whatever its length."""
+        self.forceLogCompaction()
+
     @property
     def journal(self) -> DurableJournal:
         assert self._journal is not None
@@ -351,11 +391,10 @@ def _journal_factory(node: RaftNode) -> Iterator[None]:
 
     def create(journal_file: str | None) -> DurableJournal:
         assert journal_file is not None, "an evx node always has a journal file"
-        node._journal = DurableJournal(
-            journal_file,
-            flush=node._config.flush_journal,
-            on_io_error=lambda what: stop_node(what, EXIT_JOURNAL_FAILED),
-        )
+        if node._journal is not None:  # opened (and fitted to a snapshot) by recovery
+            assert os.path.abspath(node._journal.path) == os.path.abspath(journal_file)
+            return node._journal
+        node._journal = open_journal(node._config)
         return node._journal
 
     with _factory_lock:
@@ -365,6 +404,46 @@ def _journal_factory(node: RaftNode) -> Iterator[None]:
             yield
         finally:
             syncobj_module.createJournal = original
+
+
+class _DataOnly(pickle.Unpickler):
+    def find_class(self, module: str, name: str) -> Any:
+        # pysyncobj pickles with protocol 2, which writes bytes as a call of
+        # _codecs.encode(text, "latin1"): that one function, and nothing else.
+        if (module, name) == ("_codecs", "encode"):
+            return codecs.encode
+        raise pickle.UnpicklingError(f"a log entry names {module}.{name}: not evx data")
+
+
+def entry_payload(command: bytes) -> bytes | None:
+    """What a journal entry carries for the state machine: the bytes given to
+    `propose`, or None for pysyncobj's own entries (the no-op a new leader appends).
+    pysyncobj stores a call as a type byte (0) and the pickle of (method id, arguments);
+    the unpickler here builds plain data only, so reading a copied journal runs nothing."""
+    if not command or command[0] != _REGULAR_ENTRY:
+        return None
+    try:
+        call = _DataOnly(io.BytesIO(command[1:])).load()
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, LookupError) as error:
+        raise ValueError(f"a log entry that does not unpickle as data: {error}") from None
+    if type(call) is not tuple or len(call) < 2 or type(call[1]) is not tuple or not call[1]:
+        raise ValueError("a log entry that is not a call of apply_entry")
+    payload = call[1][0]
+    if type(payload) is not bytes:
+        raise ValueError("a log entry whose argument is not bytes")
+    return payload
+
+
+_REGULAR_ENTRY = 0  # pysyncobj's _COMMAND_TYPE.REGULAR
+
+
+def open_journal(config: RaftConfig) -> DurableJournal:
+    """A node's journal, which stops the node on any I/O error."""
+    return DurableJournal(
+        config.journal_path,
+        flush=config.flush_journal,
+        on_io_error=lambda what: stop_node(what, EXIT_JOURNAL_FAILED),
+    )
 
 
 def stop_node(reason: str, code: int) -> None:

@@ -73,22 +73,8 @@ class ClusterBenchResult:
         return asdict(self)
 
 
-def _free_ports(count: int) -> list[int]:
-    import socket  # noqa: PLC0415
-
-    sockets = []
-    for _ in range(count):
-        server = socket.socket()
-        server.bind(("127.0.0.1", 0))
-        sockets.append(server)
-    ports = [server.getsockname()[1] for server in sockets]
-    for server in sockets:
-        server.close()
-    return ports
-
-
 def _make_cluster(folder: Path, flush: bool, window_ms: float) -> layouts.ClusterLayout:
-    ports = _free_ports(6)
+    ports = layouts.free_ports(6)
     layout = layouts.create(
         folder, ports[:3], ports[3:], logging=LoggingConfig(level="warning", json=True)
     )

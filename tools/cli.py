@@ -67,12 +67,13 @@ DATA_HELP = "the cluster's folder (made by evx up)"
 @click.option("--config", "config_path", required=True, type=click.Path(exists=True))
 def node(config_path: str) -> None:
     """Run one node of a cluster."""
+    from evx.replication.journal import JournalCorruptError  # noqa: PLC0415
     from evx.tools import node as node_module  # noqa: PLC0415
     from evx.tools.config import ConfigError  # noqa: PLC0415
 
     try:
         node_module.main(config_path)
-    except ConfigError as error:
+    except (ConfigError, node_module.DataDirInUseError, JournalCorruptError) as error:
         raise click.ClickException(str(error)) from None
 
 
@@ -150,6 +151,26 @@ def bench_cluster(
         click.echo(cluster_bench.summary(result))
 
 
+@bench.command("snapshot")
+@click.option(
+    "--orders", default="10000,100000", show_default=True, help="resting orders, comma-separated"
+)
+@click.option("--snapshots", default=5, show_default=True, help="snapshots timed per size")
+@click.option("--no-serve", is_flag=True, help="skip starting a node on each snapshot")
+@click.option("--json", "as_json", is_flag=True, help="print one JSON array")
+def bench_snapshot(orders: str, snapshots: int, no_serve: bool, as_json: bool) -> None:
+    """Snapshot pause and recovery time against the number of resting orders."""
+    from evx.tools import bench_snapshot as snapshot_bench  # noqa: PLC0415
+
+    sizes = [int(part) for part in orders.split(",") if part.strip()]
+    results = []
+    for size in sizes:
+        results.append(snapshot_bench.run(size, snapshots, serve=not no_serve))
+        if not as_json:
+            click.echo(f"{size:,} orders done", err=True)
+    click.echo(snapshot_bench.as_json(results) if as_json else snapshot_bench.summary(results))
+
+
 @main.command("demo")
 @click.option("--data", "data_dir", type=click.Path(path_type=Path), help=DATA_HELP)
 @click.option("--engine", "engine_only", is_flag=True, help="no cluster: the engine alone")
@@ -168,6 +189,15 @@ def demo(data_dir: Path | None, engine_only: bool, seed: int, steps: int) -> Non
 
     sys.exit(cluster_demo.main(data_dir or up_module.default_data_dir(), seed, steps))
 
+
+def _register_snapshot_tools() -> None:
+    from evx.tools.snapshot_cli import replay_command, snapshot  # noqa: PLC0415
+
+    main.add_command(snapshot)
+    main.add_command(replay_command)
+
+
+_register_snapshot_tools()
 
 if __name__ == "__main__":
     main()

@@ -22,6 +22,7 @@ an operator at 3 a.m. must not learn of a typo from a node that half-started.
     [limits]          # the session limits of GatewayLimits
     [logging]         # level ("debug", "info", "warning"), json (true, false, "auto")
     [raft]            # flush_journal (true; false only to measure what durability costs)
+    [snapshots]       # every_entries, every_s, keep, full_audit (SnapshotSettings)
 """
 
 from __future__ import annotations
@@ -76,6 +77,18 @@ class RaftSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class SnapshotSettings:
+    # A snapshot is taken (and the log compacted up to it) once the log holds more than
+    # every_entries entries, or every_s seconds if anything was applied since the last.
+    every_entries: int = 20_000
+    every_s: float = 600.0
+    keep: int = 3  # snapshots kept in the store, newest first
+    # Audit every conservation invariant of a snapshot before serving from it (startup,
+    # install): O(state), about a second per 300k resting orders (docs/benchmarks.md).
+    full_audit: bool = True
+
+
+@dataclass(frozen=True, slots=True)
 class LoggingConfig:
     level: str = "info"
     json: bool | str = "auto"  # "auto": JSON unless standard error is a terminal
@@ -95,10 +108,24 @@ class NodeConfig:
     limits: GatewayLimits = field(default_factory=GatewayLimits)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     raft_settings: RaftSettings = field(default_factory=RaftSettings)
+    snapshots: SnapshotSettings = field(default_factory=SnapshotSettings)
 
     @property
     def journal_path(self) -> Path:
         return self.data_dir / "raft.journal"
+
+    @property
+    def snapshot_store_path(self) -> Path:
+        return self.data_dir / "snapshots.lmdb"
+
+    @property
+    def snapshot_transfer_path(self) -> Path:
+        """The newest snapshot as one file: what a follower that fell behind is sent."""
+        return self.data_dir / "snapshot.evx"
+
+    @property
+    def lock_path(self) -> Path:
+        return self.data_dir / "node.lock"
 
     def secret(self) -> str:
         try:
@@ -126,7 +153,7 @@ def load(path: str | Path) -> NodeConfig:
 
 
 def parse(raw: dict[str, Any], path: Path) -> NodeConfig:
-    _only(raw, {"node", "peers", "batching", "limits", "logging", "raft"}, f"{path}")
+    _only(raw, {"node", "peers", "batching", "limits", "logging", "raft", "snapshots"}, f"{path}")
     node = raw.get("node")
     if not isinstance(node, dict):
         raise ConfigError(f"{path}: a [node] table is required")
@@ -158,6 +185,7 @@ def parse(raw: dict[str, Any], path: Path) -> NodeConfig:
             limits=_table(raw, "limits", GatewayLimits),
             logging=_table(raw, "logging", LoggingConfig),
             raft_settings=_table(raw, "raft", RaftSettings),
+            snapshots=_table(raw, "snapshots", SnapshotSettings),
         )
     except (TypeError, ValueError) as error:
         raise ConfigError(f"{path}: {error}") from None
@@ -175,6 +203,10 @@ def _check(config: NodeConfig) -> None:
         raise ConfigError(f"{config.path}: an address is used twice: {addresses}")
     if len(nodes) not in (1, 3, 5):
         raise ConfigError(f"{config.path}: a cluster has 1, 3 or 5 nodes, not {len(nodes)}")
+    if config.snapshots.every_entries < 100 or config.snapshots.every_s <= 0:
+        raise ConfigError(f"{config.path}: [snapshots] every_entries >= 100, every_s > 0")
+    if config.snapshots.keep < 1:
+        raise ConfigError(f"{config.path}: [snapshots] keep must be at least 1")
     if config.logging.level not in ("debug", "info", "warning", "error"):
         raise ConfigError(f"{config.path}: [logging] level {config.logging.level!r}")
 
@@ -270,6 +302,7 @@ def render(config: NodeConfig) -> str:
         ("limits", "limits"),
         ("logging", "logging"),
         ("raft", "raft_settings"),
+        ("snapshots", "snapshots"),
     ):
         table = getattr(config, attribute)
         defaults = type(table)()

@@ -17,12 +17,13 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import socket
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 from evx.gateway.keys import generate_private_key, public_bytes, read_private_key, write_private_key
 
-from .config import LoggingConfig, NodeConfig, PeerConfig, load, render
+from .config import LoggingConfig, NodeConfig, PeerConfig, SnapshotSettings, load, render
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +64,7 @@ def create(
     *,
     host: str = "127.0.0.1",
     logging: LoggingConfig | None = None,
+    snapshots: SnapshotSettings | None = None,
 ) -> ClusterLayout:
     """Make a new cluster's folder; refuses to overwrite one."""
     layout = ClusterLayout(data_dir.resolve())
@@ -93,6 +95,8 @@ def create(
         )
         if logging is not None:
             config = replace(config, logging=logging)
+        if snapshots is not None:
+            config = replace(config, snapshots=snapshots)
         path.write_text(render(config))
     return layout
 
@@ -116,3 +120,16 @@ def record_account(layout: ClusterLayout, name: str, account_id: int, key_file: 
     }
     layout.accounts_file.parent.mkdir(exist_ok=True)
     layout.accounts_file.write_text(json.dumps(accounts, indent=2, sort_keys=True) + "\n")
+
+
+def free_ports(count: int) -> list[int]:
+    """Ports on 127.0.0.1 that were free a moment ago (for tests and benchmarks)."""
+    sockets = []
+    for _ in range(count):
+        server = socket.socket()
+        server.bind(("127.0.0.1", 0))
+        sockets.append(server)
+    ports = [server.getsockname()[1] for server in sockets]
+    for server in sockets:
+        server.close()
+    return ports

@@ -1,9 +1,12 @@
 """`evx node --config FILE`: one node of the cluster, in one process.
 
-Strategy: compose the parts in the one order that loses nothing: the engine's state
-machine and the bridge first, the gateway subscribed to the applied stream, and only then
-the Raft node, whose tick thread starts applying the journal at once (that replay rebuilds
-the engine and every account's report window). Then the batcher and the order-entry port.
+Strategy: compose the parts in the one order that loses nothing. The data folder is
+locked first (a second process on the same folder would cut the live journal). Recovery
+then loads the newest good snapshot and fits the journal to it (snapshots/recovery.py),
+before anything can be served. Then the engine's state machine and the bridge, the
+gateway subscribed to the applied stream, and only then the Raft node, whose tick thread
+starts applying the journal after the snapshot at once (that replay rebuilds the engine
+and every account's report window). Then the batcher and the order-entry port.
 SIGTERM or SIGINT stops the node: the port closes, pysyncobj stops and syncs its journal.
 An exception while applying an entry never reaches here: the tick thread stops the process
 (replication/raft.py).
@@ -15,19 +18,26 @@ order rarely (docs/benchmarks.md measures the engine with the collector off).
 
 from __future__ import annotations
 
+import fcntl
 import gc
+import os
 import signal
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import trio
 
-from evx.gateway.exchange import ExchangeMachine
+from evx.core import Engine
+from evx.gateway.exchange import ExchangeMachine, StateInstalled, account_seqs
 from evx.gateway.server import Gateway, NodeView
 from evx.replication.batcher import Batcher, BatcherConfig
 from evx.replication.bridge import Bridge
-from evx.replication.raft import RaftConfig, RaftNode
+from evx.replication.raft import RaftConfig, RaftNode, open_journal, stop_node
+from evx.snapshots.format import SnapshotHeader
+from evx.snapshots.recovery import REFUSED_NAME, audit_in_background, recover, refuse
+from evx.snapshots.writer import EXIT_SNAPSHOT_FAILED, NodeSnapshots
 
 from . import logs
 from .config import NodeConfig
@@ -42,6 +52,7 @@ class RunningNode:
     config: NodeConfig
     machine: ExchangeMachine
     raft: RaftNode
+    snapshots: NodeSnapshots
     gateway: Gateway
     batcher: Batcher
     gateway_port: int
@@ -60,8 +71,35 @@ async def run_node(
     task_status: trio.TaskStatus[RunningNode] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     config.data_dir.mkdir(parents=True, exist_ok=True)
+    lock_fd = lock_data_dir(config)
     secret = config.secret()
-    machine = ExchangeMachine()
+    raft_config = RaftConfig(
+        self_address=config.raft,
+        peer_addresses=tuple(peer.raft for peer in config.peers),
+        journal_path=str(config.journal_path),
+        secret=secret,
+        flush_journal=config.raft_settings.flush_journal,
+        transfer_path=str(config.snapshot_transfer_path),
+        snapshot_every_entries=config.snapshots.every_entries,
+        snapshot_every_s=config.snapshots.every_s,
+    )
+    journal = open_journal(raft_config)
+    recovered = recover(
+        config.snapshot_store_path,
+        config.snapshot_transfer_path,
+        journal,
+        full_audit=False,
+        freeze=True,
+    )
+    # The invariants are audited in a forked child while the node starts serving (the
+    # integrity checks have passed already): forked now, before any other thread exists.
+    auditor = None
+    if config.snapshots.full_audit and recovered.header is not None:
+        assert recovered.engine is not None
+        auditor = (audit_in_background(recovered.engine), recovered.header)
+    machine = ExchangeMachine(
+        recovered.engine, recovered.header.index if recovered.header is not None else 0
+    )
     bridge = Bridge(trio.lowlevel.current_trio_token())
     node_view = NodeView(
         node_id=config.node_id,
@@ -72,13 +110,6 @@ async def run_node(
         status = raft.status()
         return status is not None and status.role == "leader"
 
-    raft_config = RaftConfig(
-        self_address=config.raft,
-        peer_addresses=tuple(peer.raft for peer in config.peers),
-        journal_path=str(config.journal_path),
-        secret=secret,
-        flush_journal=config.raft_settings.flush_journal,
-    )
     batcher = Batcher(
         bridge,
         BatcherConfig(
@@ -92,9 +123,30 @@ async def run_node(
     )
     gateway = Gateway(machine, batcher, node_view, config.limits, config.operator_keys)
     bridge.on_applied(gateway.on_applied)
+
+    def installed(index: int, engine: Engine) -> None:  # tick thread
+        bridge.applied_in_raft_thread(index, StateInstalled(index, account_seqs(engine)))
+
+    snapshots = NodeSnapshots(
+        machine,
+        config.snapshot_store_path,
+        config.snapshot_transfer_path,
+        node=config.raft,
+        cluster=tuple(node.raft for node in config.all_nodes()),
+        keep=config.snapshots.keep,
+        full_audit=config.snapshots.full_audit,
+        loaded=recovered.header,
+        on_installed=installed,
+    )
     # Built on this thread: pysyncobj's tick thread stops when the thread that built the
     # node ends, so it must not be one of trio's worker threads.
-    raft = RaftNode(raft_config, machine, bridge.applied_in_raft_thread)
+    raft = RaftNode(
+        raft_config,
+        machine,
+        bridge.applied_in_raft_thread,
+        snapshots=snapshots,
+        journal=journal,
+    )
     bridge.proposer = raft
     node_view.raft_status = raft.status
     node_view.ready = raft.isReady
@@ -105,6 +157,8 @@ async def run_node(
         raft=config.raft,
         gateway=config.gateway,
         data_dir=str(config.data_dir),
+        snapshot_index=machine.applied_index,
+        recovery_s=round(recovered.seconds, 3),
     )
     try:
         async with trio.open_nursery() as nursery:
@@ -112,6 +166,8 @@ async def run_node(
             listeners = await nursery.start(gateway.serve, host, port)
             bound_port = listeners[0].socket.getsockname()[1]
             nursery.start_soon(_tune_collector_when_ready, raft)
+            if auditor is not None:
+                nursery.start_soon(_watch_audit, config, *auditor)
             if handle_signals:
                 nursery.start_soon(_stop_on_signal, nursery.cancel_scope)
             task_status.started(
@@ -119,6 +175,7 @@ async def run_node(
                     config,
                     machine,
                     raft,
+                    snapshots,
                     gateway,
                     batcher,
                     bound_port,
@@ -128,12 +185,53 @@ async def run_node(
     finally:
         with trio.CancelScope(shield=True):
             await trio.to_thread.run_sync(raft.destroy_synchronous)
+        snapshots.stop_writer()
+        os.close(lock_fd)
         log.info(
             "node_stopped",
             node_id=config.node_id,
             applied_index=machine.applied_index,
             state_hash=machine.state_hash.hex(),
         )
+
+
+class DataDirInUseError(RuntimeError):
+    """Another process holds this node's data folder."""
+
+
+def lock_data_dir(config: NodeConfig) -> int:
+    """Hold an exclusive lock on the data folder for this process's life (a snapshot
+    writer it forks holds it too): a second node on the same folder is refused before it
+    reads anything."""
+    fd = os.open(config.lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise DataDirInUseError(
+            f"{config.data_dir} is in use by another evx node (it holds {config.lock_path})"
+        ) from None
+    return fd
+
+
+async def _watch_audit(config: NodeConfig, pid: int, header: SnapshotHeader) -> None:
+    started = time.perf_counter()
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            break
+        await trio.sleep(0.05)
+    if os.waitstatus_to_exitcode(status) == 0:
+        log.info(
+            "snapshot_audited", index=header.index, seconds=round(time.perf_counter() - started, 3)
+        )
+        return
+    refuse(config.data_dir, header.state_digest)
+    stop_node(
+        f"the snapshot at index {header.index} fails its audit (the violations are above); "
+        f"it is listed in {REFUSED_NAME} and will not be loaded again",
+        EXIT_SNAPSHOT_FAILED,
+    )
 
 
 async def _tune_collector_when_ready(raft: RaftNode) -> None:

@@ -101,6 +101,7 @@ EXPECTED_ERROR_CODES = {
     "node_must_be_ready": 1300,
     "query_index_not_reached": 1301,
     "outcome_unknown": 1302,
+    "reports_must_be_continuous": 1303,
 }
 
 

@@ -19,6 +19,7 @@ from evx.core import CreateAccount, CreateMarket, Deposit, MarketKind, MarketSta
 from evx.gateway.client import Client, query_status
 from evx.gateway.keys import generate_private_key, public_bytes, read_private_key
 from evx.gateway.messages import Status
+from evx.tools.config import SnapshotSettings
 from evx.tools.layout import ClusterLayout, create
 from evx.tools.node import split_address
 
@@ -26,9 +27,13 @@ from .counter import free_ports
 
 
 class ProcessCluster:
-    def __init__(self, tmp_path: Path, size: int = 3) -> None:
+    def __init__(
+        self, tmp_path: Path, size: int = 3, snapshots: SnapshotSettings | None = None
+    ) -> None:
         ports = free_ports(2 * size)
-        self.layout: ClusterLayout = create(tmp_path / "cluster", ports[:size], ports[size:])
+        self.layout: ClusterLayout = create(
+            tmp_path / "cluster", ports[:size], ports[size:], snapshots=snapshots
+        )
         self.configs = self.layout.configs()
         self.processes: dict[int, subprocess.Popen[bytes]] = {}
 
@@ -105,9 +110,9 @@ class ProcessCluster:
                 await trio.sleep(0.1)
 
     async def wait_converged(
-        self, node_ids: list[int] | None = None, timeout_s: float = 30
+        self, node_ids: list[int] | None = None, timeout_s: float = 30, min_index: int = 0
     ) -> Status:
-        """Until the nodes show the same applied index and state hash."""
+        """Until the nodes show the same applied index (at least `min_index`) and hash."""
         with trio.fail_after(timeout_s):
             while True:
                 statuses = await self.statuses(node_ids)
@@ -116,7 +121,9 @@ class ProcessCluster:
                     for s in statuses.values()
                 }
                 if len(views) == 1 and None not in views:
-                    return next(s for s in statuses.values() if s is not None)
+                    status = next(s for s in statuses.values() if s is not None)
+                    if status.applied_index >= min_index:
+                        return status
                 await trio.sleep(0.1)
 
     # -- Clients ---------------------------------------------------------------------------
