@@ -7,12 +7,21 @@
 
 Strategy: one connection at a time, to any node of the cluster, through the same sans-IO
 codec as the server. Every execution report of the account comes through one stream in
-account_seq order; the library remembers the last one, so when the connection fails it
-logs in to the next node with next_seq = last + 1 and gets exactly the reports it missed,
-then resends every command whose outcome it has not seen, with the same client_order_id.
-The engine answers a resend either with the original result (already in the stream) or
-`exists`; never a second order. A command's coroutine returns its outcome report:
-OrderAccepted or OrderRejected for `place`, OrderCancelled or OrderRejected for `cancel`.
+account_seq order; the library remembers the last one (from the first accepted login on,
+even before any report arrives), so when the connection fails it logs in to the next node
+with next_seq = last + 1 and gets exactly the reports it missed, then resends every command
+whose outcome it has not seen, with the same client_order_id. The engine answers a resend
+either with the original result (already in the stream) or `exists`; never a second order.
+A command's coroutine returns its outcome report: OrderAccepted or OrderRejected for
+`place`, OrderCancelled or OrderRejected for `cancel`.
+
+Rules: a connection is over when it breaks, when the node is silent for
+`heartbeat_intervals_silent_max` heartbeat intervals (docs/protocol.md 3.7), or when the
+login exchange takes longer than `login_timeout_s`; the client then moves to the next node.
+A node that refuses the connection (full, or not ready) is passed over the same way. A
+command or query whose caller stopped waiting (its `request_timeout_s` passed, or it was
+cancelled) is forgotten: it is never resent, and if the first send got through, its reports
+still arrive in `reports()`.
 """
 
 from __future__ import annotations
@@ -31,6 +40,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from evx.core import CancelReason, OrderType, SelfTradePrevention, TimeInForce
 
+from . import limits
 from . import messages as wire
 from .codec import Connection, Signal
 from .codes import ErrorCode, RemoteProtocolError
@@ -58,6 +68,13 @@ class ClientError(Exception):
     def __init__(self, code: int, text: str) -> None:
         super().__init__(f"{_code_name(code)}: {text}")
         self.code = code
+        self.text = text
+
+
+# Refusals by one node, not by the cluster: a node that answers a connection or a login with
+# one of these may take it later, and another node may take it now, so the client moves on.
+_REFUSALS_OF_ONE_NODE = (ErrorCode.NODE_MUST_BE_READY, ErrorCode.SESSIONS_MUST_NOT_EXCEED_MAX)
+_REFUSAL_ROUNDS_MAX = 10  # times around every node, refused each time, before a first login fails
 
 
 @dataclass
@@ -69,6 +86,7 @@ class _Pending:
     done: trio.Event
     result: Any = None
     generation: int = 0  # the connection it was last sent on
+    waiters: int = 0  # callers still waiting for it; at 0 it is forgotten
 
 
 class Client:
@@ -81,6 +99,7 @@ class Client:
         next_seq: int = 0,
         cancel_on_disconnect: bool = False,
         connect_timeout_s: float = 5.0,
+        login_timeout_s: float = 5.0,
         request_timeout_s: float = 30.0,
     ) -> None:
         assert nodes, "a client needs at least one node"
@@ -88,10 +107,15 @@ class Client:
         self.account_id = account_id
         self._key = key
         self._public_key = public_bytes(key)
-        self.last_seq = next_seq - 1 if next_seq else 0
-        self._resume_from = next_seq
+        assert next_seq >= 0
+        self.last_seq = max(next_seq - 1, 0)
+        # Login.next_seq 0 means "from now on": right for the first login only. Once a login
+        # is accepted, last_seq is known and every later login names the report after it,
+        # so a failover before the first report still replays what the client missed.
+        self._from_now_on = next_seq == 0
         self._cancel_on_disconnect = cancel_on_disconnect
         self._connect_timeout_s = connect_timeout_s
+        self._login_timeout_s = login_timeout_s
         self._request_timeout_s = request_timeout_s
         # Ids increase across runs of the program too: a retry always reuses its own id,
         # and a new order never takes an id an earlier run used (docs/engine.md).
@@ -153,26 +177,28 @@ class Client:
                 task_status.started()
 
         refusals = 0
+        last_refusal: ClientError | None = None
         while True:
             try:
                 await self._connect_once(on_connected)
             except (ConnectionLostError, *_CONNECTION_FAILURES):
-                pass  # that node is gone, slow or broken: try the next
+                pass  # that node is gone, slow, silent or broken: try the next
             except ClientError as error:
-                if error.code not in (
-                    ErrorCode.NODE_MUST_BE_READY,
-                    ErrorCode.SESSIONS_MUST_NOT_EXCEED_MAX,
-                ):
+                if error.code not in _REFUSALS_OF_ONE_NODE:
                     raise
                 refusals += 1  # a node behind the client, or full: another may serve
+                last_refusal = error
             if self._connected.is_set():
                 self._connected = trio.Event()
                 self.failovers += 1
             self._stream = None
             self._connection = None
             self._node_index = (self._node_index + 1) % len(self.nodes)
-            if not started and refusals > 10 * len(self.nodes):
-                raise ClientError(ErrorCode.NODE_MUST_BE_READY, "no node would take the login")
+            if not started and refusals > _REFUSAL_ROUNDS_MAX * len(self.nodes):
+                assert last_refusal is not None
+                raise ClientError(
+                    last_refusal.code, f"no node would take the login: {last_refusal.text}"
+                )
             await trio.sleep(0.05)
 
     async def _connect_once(self, on_connected: Callable[[], None]) -> None:
@@ -184,36 +210,18 @@ class Client:
         self._generation += 1
         self.node = (host, port)
         try:
-            challenge = await self._receive()
-            if not isinstance(challenge, wire.Challenge):
-                raise ClientError(
-                    ErrorCode.LOGIN_MUST_COME_FIRST, f"expected Challenge: {challenge}"
-                )
-            next_seq = self.last_seq + 1 if self.last_seq else self._resume_from
-            login = wire.Login(
-                wire.PROTOCOL_VERSION,
-                self.account_id,
-                self._public_key,
-                next_seq,
-                int(wire.LoginFlag.CANCEL_ON_DISCONNECT) if self._cancel_on_disconnect else 0,
-                bytes(64),
-            )
-            login = wire.Login(
-                *(getattr(login, name) for name in wire.Login.FIELDS[:-1]),
-                sign(self._key, wire.login_signed_bytes(challenge.nonce, login)),
-            )
-            await self._send(login)
-            answer = await self._receive()
-            while isinstance(answer, wire.Heartbeat | wire.Status):
-                answer = await self._receive()
-            if isinstance(answer, wire.LoginRejected):
-                raise ClientError(answer.reason, answer.text)
-            if not isinstance(answer, wire.LoginAccepted):
-                raise ClientError(
-                    ErrorCode.LOGIN_MUST_COME_FIRST, f"expected LoginAccepted: {answer}"
-                )
+            with trio.move_on_after(self._login_timeout_s) as login_wait:
+                answer = await self._log_in()
+            if login_wait.cancelled_caught:
+                raise ConnectionLostError(f"no login answer within {self._login_timeout_s} s")
+            if self._from_now_on:
+                # The session starts at answer.next_seq: everything before it counts as seen.
+                # (An operator session gets no reports, and next_seq 0.)
+                self.last_seq = max(answer.next_seq - 1, 0)
+                self._from_now_on = False
             self.applied_index = answer.applied_index
             replay_until = answer.last_seq
+            silence_s = limits.heartbeat_intervals_silent_max * answer.heartbeat_interval_ms / 1_000
             self._connected.set()
             on_connected()
             try:
@@ -224,21 +232,57 @@ class Client:
                         if not resent and self.last_seq >= replay_until:
                             resent = True
                             nursery.start_soon(self._resend_pending)
-                        message = await self._receive()
+                        message = await self._receive(silence_s)
                         self._dispatch(message)
-            except* _CONNECTION_FAILURES as failures:
+            except* (ConnectionLostError, *_CONNECTION_FAILURES) as failures:
                 # The nursery groups what its tasks raised; any of these means this
                 # connection is over, and the caller moves to the next node.
                 raise ConnectionLostError(str(failures.exceptions[0])) from None
         finally:
             await trio.aclose_forcefully(stream)
 
-    async def _receive(self) -> wire.Message:
+    async def _log_in(self) -> wire.LoginAccepted:
+        """Challenge, Login, LoginAccepted; a refusal raises ClientError with its reason."""
+        first = await self._receive()
+        if isinstance(first, wire.LoginRejected):
+            # A node past its sessions_max refuses a connection before any Challenge.
+            raise ClientError(first.reason, first.text)
+        if not isinstance(first, wire.Challenge):
+            raise ClientError(ErrorCode.LOGIN_MUST_COME_FIRST, f"expected Challenge: {first}")
+        challenge = first
+        next_seq = 0 if self._from_now_on else self.last_seq + 1
+        login = wire.Login(
+            wire.PROTOCOL_VERSION,
+            self.account_id,
+            self._public_key,
+            next_seq,
+            int(wire.LoginFlag.CANCEL_ON_DISCONNECT) if self._cancel_on_disconnect else 0,
+            bytes(64),
+        )
+        login = wire.Login(
+            *(getattr(login, name) for name in wire.Login.FIELDS[:-1]),
+            sign(self._key, wire.login_signed_bytes(challenge.nonce, login)),
+        )
+        await self._send(login)
+        answer = await self._receive()
+        while isinstance(answer, wire.Heartbeat | wire.Status):
+            answer = await self._receive()
+        if isinstance(answer, wire.LoginRejected):
+            raise ClientError(answer.reason, answer.text)
+        if not isinstance(answer, wire.LoginAccepted):
+            raise ClientError(ErrorCode.LOGIN_MUST_COME_FIRST, f"expected LoginAccepted: {answer}")
+        return answer
+
+    async def _receive(self, silence_s: float = float("inf")) -> wire.Message:
+        """The next message; ConnectionLostError if nothing at all arrives for silence_s."""
         assert self._connection is not None and self._stream is not None
         while True:
             event = self._connection.next_event()
             if event is Signal.NEED_DATA:
-                data = await self._stream.receive_some(65_536)
+                with trio.move_on_after(silence_s) as waited:
+                    data = await self._stream.receive_some(65_536)
+                if waited.cancelled_caught:
+                    raise ConnectionLostError(f"the node was silent for {silence_s} s")
                 self._connection.receive_data(data)
                 continue
             if event is Signal.CLOSED:
@@ -259,10 +303,22 @@ class Client:
     async def _resend_pending(self) -> None:
         """After a failover (and the replay of what was missed), resend what was sent on
         an earlier connection and is still unanswered."""
-        for pending in list(self._pending.values()) + list(self._queries.values()):
-            if not pending.done.is_set() and pending.generation < self._generation:
+        for pending in [*self._pending.values(), *self._queries.values()]:
+            # Checked at each send: a caller may give up while an earlier resend is written.
+            if self._waited_for(pending) and pending.generation < self._generation:
                 pending.generation = self._generation
                 await self._send(pending.message)
+
+    def _table_of(self, pending: _Pending) -> tuple[dict[Any, _Pending], Any]:
+        """The table that holds `pending` while a caller waits for it, and its key there."""
+        if _is_query(pending.message):
+            return self._queries, pending.key[0]
+        return self._pending, pending.key
+
+    def _waited_for(self, pending: _Pending) -> bool:
+        """Whether a caller still waits for `pending`: only then is it ever (re)sent."""
+        table, key = self._table_of(pending)
+        return table.get(key) is pending and not pending.done.is_set()
 
     # -- Incoming --------------------------------------------------------------------------
 
@@ -270,7 +326,8 @@ class Client:
         if isinstance(message, wire.ExecutionReport):
             if message.account_seq <= self.last_seq:
                 return  # a duplicate after a failover: already processed
-            assert message.account_seq == self.last_seq + 1 or self.last_seq == 0, (
+            # From the first accepted login on, last_seq is the session's next_seq - 1.
+            assert message.account_seq == self.last_seq + 1, (
                 f"report {message.account_seq} after {self.last_seq}: a gap"
             )
             self.last_seq = message.account_seq
@@ -315,30 +372,49 @@ class Client:
                 return
 
     def _on_error(self, error: wire.Error) -> None:
+        named = self._pending_named_by(error)
         if error.code == ErrorCode.OUTCOME_UNKNOWN:
             # The node could not tell whether it got through: resend it, unchanged. (An
-            # operator command resent is answered `exists` if the first one was applied.)
-            for pending in [*self._pending.values(), *self._queries.values()]:
-                if (
-                    pending.message.TYPE == error.message_type
-                    and _reference(pending.message) == error.reference
-                ):
-                    if self._nursery is not None:
-                        self._nursery.start_soon(self._send_quietly, pending.message)
-                    return
+            # operator command resent is answered `exists` if the first one was applied; an
+            # order-entry message resent is safe for the same reason, so when the reference
+            # could name several, each is resent.)
+            if self._nursery is not None:
+                for pending in named:
+                    self._nursery.start_soon(self._resend, pending)
             return
-        pending = self._queries.pop(error.reference, None)
-        if pending is None:
-            for key, candidate in list(self._pending.items()):
-                if (
-                    candidate.message.TYPE == error.message_type
-                    and _reference(candidate.message) == error.reference
-                ):
-                    pending = self._pending.pop(key)
-                    break
-        if pending is not None:
-            pending.result = ClientError(error.code, error.text)
-            pending.done.set()
+        if len(named) != 1:
+            # About the session as a whole (the node closes it and the client moves on),
+            # about a message no caller waits for any more, or not clear which one.
+            return
+        [pending] = named
+        table, key = self._table_of(pending)
+        del table[key]
+        pending.result = ClientError(error.code, error.text)
+        pending.done.set()
+
+    def _pending_named_by(self, error: wire.Error) -> list[_Pending]:
+        """The unanswered messages an Error may concern: by its type first, then by the
+        field that type's `reference` carries (docs/protocol.md 5.1). Matching on the type
+        first keeps a query's request_id from ever being taken for a client_order_id."""
+        named = wire.MESSAGES.get(error.message_type)  # None for 0: the session as a whole
+        if named is None:
+            return []
+        if _is_query(named):
+            pending = self._queries.get(error.reference)
+            if pending is None or pending.message.TYPE != error.message_type:
+                return []
+            return [pending]
+        candidates = [p for p in self._pending.values() if p.message.TYPE == error.message_type]
+        for pending in candidates:
+            if _reference(pending.message) == error.reference:
+                return [pending]
+        # A gateway that names CancelOrder and ReplaceOrder by their client_order_id instead
+        # (0 when the order is named by order_id) is still understood where that is clear.
+        return [p for p in candidates if _client_order_id_reference(p.message) == error.reference]
+
+    async def _resend(self, pending: _Pending) -> None:
+        if self._waited_for(pending):
+            await self._send_quietly(pending.message)
 
     async def _send_quietly(self, message: wire.Message) -> None:
         # If the connection is going, the failover resends it.
@@ -353,11 +429,24 @@ class Client:
         pending = self._pending.get(key)
         if pending is None:
             pending = self._pending[key] = _Pending(message, key, trio.Event())
-        with trio.fail_after(self._request_timeout_s):
-            await self._connected.wait()
-            pending.generation = self._generation
-            await self._send_quietly(message)
-            await pending.done.wait()
+        return await self._wait_for(pending)
+
+    async def _wait_for(self, pending: _Pending) -> Any:
+        """Send `pending` and wait for its answer, within request_timeout_s (TooSlowError).
+        When its last caller stops waiting it is forgotten: the application counts it as
+        failed, so no later failover may resend it."""
+        pending.waiters += 1
+        try:
+            with trio.fail_after(self._request_timeout_s):
+                await self._connected.wait()
+                pending.generation = self._generation
+                await self._send_quietly(pending.message)
+                await pending.done.wait()
+        finally:
+            pending.waiters -= 1
+            table, key = self._table_of(pending)
+            if not pending.waiters and table.get(key) is pending:
+                del table[key]
         if isinstance(pending.result, ClientError):
             raise pending.result
         return pending.result
@@ -425,14 +514,7 @@ class Client:
         request_id = next(self._request_ids)
         message = make(request_id)
         pending = self._queries[request_id] = _Pending(message, (request_id,), trio.Event())
-        with trio.fail_after(self._request_timeout_s):
-            await self._connected.wait()
-            pending.generation = self._generation
-            await self._send_quietly(message)
-            await pending.done.wait()
-        if isinstance(pending.result, ClientError):
-            raise pending.result
-        return pending.result
+        return await self._wait_for(pending)
 
     async def open_orders(self, min_applied_index: int | None = None) -> wire.OpenOrders:
         index = self.applied_index if min_applied_index is None else min_applied_index
@@ -486,6 +568,9 @@ async def query_status(host: str, port: int, timeout_s: float = 3.0) -> wire.Sta
                     continue
                 if event is Signal.CLOSED:
                     raise ClientError(ErrorCode.NODE_MUST_BE_READY, "closed without a status")
+                if isinstance(event, wire.LoginRejected):
+                    # A full node refuses the connection before it reads the query.
+                    raise ClientError(event.reason, event.text)
                 if isinstance(event, wire.Status):
                     return event
         finally:
@@ -506,12 +591,31 @@ def _only_client_error(group: BaseExceptionGroup) -> ClientError | None:
     return leaves[0] if len(leaves) == 1 and isinstance(leaves[0], ClientError) else None
 
 
+def _is_query(message: wire.Message | type[wire.Message]) -> bool:
+    """Queries, operator commands and QueryStatus: named by a request_id, kept in _queries."""
+    return "request_id" in message.FIELDS
+
+
 def _reference(message: wire.Message) -> int:
-    for name in ("client_order_id", "request_id", "market_id"):
-        value = getattr(message, name, None)
-        if value is not None:
-            return value
-    return 0
+    """The id an Error names `message` by (docs/protocol.md 5.1, Error)."""
+    if isinstance(message, wire.NewOrder):
+        return message.client_order_id
+    if isinstance(message, wire.ReplaceOrder):
+        return message.new_client_order_id
+    if isinstance(message, wire.CancelOrder):
+        return message.order_id or message.client_order_id
+    if isinstance(message, wire.MassCancel):
+        return message.market_id
+    assert _is_query(message), message
+    return message.request_id  # type: ignore[attr-defined]
+
+
+def _client_order_id_reference(message: wire.Message) -> int | None:
+    """The reference a gateway that names every order-entry message by its client_order_id
+    gives CancelOrder and ReplaceOrder; None for the others (named the same either way)."""
+    if isinstance(message, wire.CancelOrder | wire.ReplaceOrder):
+        return message.client_order_id
+    return None
 
 
 def _code_name(code: int) -> str:

@@ -210,3 +210,45 @@ async def _next(stream: trio.SocketStream, connection: Connection) -> wire.Messa
             connection.receive_data(await stream.receive_some(65_536))
             continue
         return None if event is Signal.CLOSED else event  # type: ignore[return-value]
+
+
+async def test_an_error_names_its_message_as_the_protocol_says(tmp_path: Path) -> None:
+    """protocol.md section 5.1: CancelOrder by its order_id (client_order_id when that is
+    0), ReplaceOrder by its new_client_order_id."""
+    burst = 30  # enough for the operator's set-up; then the raw session spends it all
+    layout = single_node_layout(tmp_path, messages_per_s_max=1, message_burst_max=burst)
+    async with trio.open_nursery() as nursery:
+        node = await start_node(nursery, layout)
+        async with operator_client(layout, node) as operator:
+            _, traders = await open_market_with_traders(operator, ["maker"])
+        maker_id, maker_key = traders["maker"]
+        stream = await trio.open_tcp_stream("127.0.0.1", node.gateway_port)
+        connection = Connection(wire.CLIENT)
+        challenge = await _next(stream, connection)
+        login = wire.Login(1, maker_id, public_bytes(maker_key), 0, 0, bytes(64))
+        login = dataclasses.replace(
+            login, signature=sign(maker_key, wire.login_signed_bytes(challenge.nonce, login))
+        )
+        await stream.send_all(connection.send(login))
+        assert isinstance(await _next(stream, connection), wire.LoginAccepted)
+        sent = [wire.CancelOrder(0, 41)] * (burst + 1)  # every token spent
+        sent += [
+            wire.CancelOrder(7001, 0),
+            wire.CancelOrder(0, 7002),
+            wire.ReplaceOrder(0, 55, 7003, 40, 1),
+        ]
+        await stream.send_all(b"".join(connection.send(message) for message in sent))
+        throttled = []
+        with trio.fail_after(5):
+            while len(throttled) < 4:
+                message = await _next(stream, connection)
+                if isinstance(message, wire.Error):
+                    assert message.code == ErrorCode.MESSAGES_MUST_NOT_EXCEED_RATE
+                    throttled.append((message.message_type, message.reference))
+        assert throttled[1:] == [
+            (wire.CancelOrder.TYPE, 7001),
+            (wire.CancelOrder.TYPE, 7002),
+            (wire.ReplaceOrder.TYPE, 7003),
+        ]
+        await stream.aclose()
+        nursery.cancel_scope.cancel()
