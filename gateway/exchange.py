@@ -69,6 +69,11 @@ class ExchangeMachine:
     def applied_index(self) -> int:
         return self._applied_index
 
+    def applied_point(self) -> tuple[int, bytes]:
+        """The applied index and the state hash at it, read together (any thread)."""
+        with self.lock:
+            return self._applied_index, self.engine.state_hash
+
     @property
     def state_hash(self) -> bytes:
         return self.engine.state_hash

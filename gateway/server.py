@@ -50,6 +50,7 @@ _ACCOUNT_EVENTS = range(1, 32)
 _OPERATOR_COMMANDS = range(32, 96)
 _ROLE_CODES = {"follower": 0, "candidate": 1, "leader": 2}
 _READ_BYTES_MAX = 65_536
+CANCEL_ON_DISCONNECT_ATTEMPTS = 5
 _SOCKET_FAILURES = (trio.BrokenResourceError, trio.ClosedResourceError, OSError)
 
 
@@ -177,6 +178,30 @@ class Gateway:
         self._applied.set()
         self._applied = trio.Event()
 
+    def cancel_on_disconnect(self, account_id: int, peer: str, attempt: int = 1) -> None:
+        """Cancel every order of the account; resent while its outcome is unknown (a
+        mass cancel is idempotent), up to CANCEL_ON_DISCONNECT_ATTEMPTS times."""
+
+        def done(outcome: Any) -> None:
+            if outcome.known:
+                log.info(
+                    "cancelled_on_disconnect",
+                    account_id=account_id,
+                    peer=peer,
+                    attempt=attempt,
+                    index=outcome.index,
+                    events=len(outcome.events),
+                )
+            elif attempt < CANCEL_ON_DISCONNECT_ATTEMPTS:
+                log.warning("cancel_on_disconnect_unknown", account_id=account_id, attempt=attempt)
+                self.cancel_on_disconnect(account_id, peer, attempt + 1)
+            else:
+                log.error(
+                    "cancel_on_disconnect_not_confirmed", account_id=account_id, attempts=attempt
+                )
+
+        self.batcher.submit(MassCancel(account_id, 0).to_canonical(), done)
+
     def _state_installed(self, installed: StateInstalled) -> None:
         """The engine jumped to a snapshot's state: the reports in between were never
         published here, so every session ends (its client resumes elsewhere or here, from
@@ -217,6 +242,7 @@ class Gateway:
 
     def status_message(self, request_id: int) -> wire.Status:
         status = self.node.raft_status()
+        applied_index, state_hash = self.machine.applied_point()
         role = _ROLE_CODES.get(status.role, 0) if status else 0
         leader = self.node.node_ids_by_address.get(status.leader or "", 0) if status else 0
         return wire.Status(
@@ -226,8 +252,8 @@ class Gateway:
             leader_node_id=leader,
             term=status.term if status else 0,
             commit_index=status.commit_index if status else 0,
-            applied_index=self.machine.applied_index,
-            state_hash=self.machine.state_hash,
+            applied_index=applied_index,
+            state_hash=state_hash,
             uptime_s=int(time.monotonic() - self._started),
         )
 
@@ -343,7 +369,7 @@ class Session:
             if self in stream.sessions:
                 stream.sessions.remove(self)
             if self.cancel_on_disconnect:
-                gateway.batcher.submit(MassCancel(self.account_id, 0).to_canonical())
+                gateway.cancel_on_disconnect(self.account_id, self.peer)
 
     def close(self, code: ErrorCode, text: str, message_type: int = 0, reference: int = 0) -> None:
         """End the session with one Error frame, from any handler."""
@@ -353,15 +379,22 @@ class Session:
 
     async def _read(self) -> None:
         limits = self.gateway.limits
+        # Before login the bound is a deadline from the connection's start, whatever
+        # arrives meanwhile (heartbeats and status queries do not keep a slot); after it,
+        # silence for three heartbeat intervals.
+        login_deadline = self._opened + limits.login_timeout_s
         while True:
-            logged_in = self.account_id is not None
-            silence_s = (
-                3 * limits.heartbeat_interval_ms / 1_000 if logged_in else limits.login_timeout_s
-            )
-            with trio.move_on_after(silence_s) as waited:
+            if self.account_id is not None:
+                silence_s = 3 * limits.heartbeat_interval_ms / 1_000
+                deadline = time.monotonic() + silence_s
+                problem = f"nothing received for {silence_s} s"
+            else:
+                deadline = login_deadline
+                problem = f"no login within {limits.login_timeout_s} s"
+            with trio.move_on_at(_trio_time(deadline)) as waited:
                 data = await self.stream.receive_some(_READ_BYTES_MAX)
             if waited.cancelled_caught:
-                self.close(ErrorCode.HEARTBEAT_MUST_ARRIVE, f"nothing received for {silence_s} s")
+                self.close(ErrorCode.HEARTBEAT_MUST_ARRIVE, problem)
             self.connection.receive_data(data)
             while True:
                 try:
@@ -683,6 +716,11 @@ class Session:
             await trio.sleep(interval_s / 2)
             if self.account_id is not None and time.monotonic() - self._last_sent >= interval_s:
                 self.send(wire.Heartbeat(self.gateway.applied_index))
+
+
+def _trio_time(monotonic_s: float) -> float:
+    """A time.monotonic() instant on trio's clock."""
+    return trio.current_time() + (monotonic_s - time.monotonic())
 
 
 def _reference(message: wire.Message) -> int:

@@ -61,8 +61,13 @@ class Proposal:
 class Bridge:
     """Hands applied entries and proposal outcomes from the tick thread to trio."""
 
-    def __init__(self, token: trio.lowlevel.TrioToken) -> None:
+    def __init__(
+        self,
+        token: trio.lowlevel.TrioToken,
+        on_failure: Callable[[str], None] | None = None,
+    ) -> None:
         self._token = token
+        self._on_failure = on_failure  # stops the process; None: raise (tests)
         self._handlers: list[Callable[[int, Any], None]] = []
         self.proposer: Proposer | None = None
         self.handed_over = 0
@@ -97,7 +102,15 @@ class Bridge:
                 batch = list(self._inbox)
                 self._inbox.clear()
             for function, args in batch:
-                function(*args)
+                try:
+                    function(*args)
+                except BaseException:
+                    # An exception here would reach trio as an internal error and skip
+                    # every clean-up; what the handlers keep (report streams, tickets)
+                    # can no longer be trusted, so the node stops, saying where.
+                    if self._on_failure is None:
+                        raise
+                    self._on_failure(f"handing {function.__name__} over to the trio thread")
 
     # -- Trio side ---------------------------------------------------------------------
 

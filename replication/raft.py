@@ -58,6 +58,7 @@ logger = structlog.get_logger("evx.replication")
 
 EXIT_APPLY_FAILED = 70
 EXIT_JOURNAL_FAILED = 71
+EXIT_GATEWAY_FAILED = 73  # handling an applied entry on the trio side failed (72: snapshots)
 ROLE_NAMES = {0: "follower", 1: "candidate", 2: "leader"}
 
 

@@ -34,7 +34,13 @@ from evx.gateway.exchange import ExchangeMachine, StateInstalled, account_seqs
 from evx.gateway.server import Gateway, NodeView
 from evx.replication.batcher import Batcher, BatcherConfig
 from evx.replication.bridge import Bridge
-from evx.replication.raft import RaftConfig, RaftNode, open_journal, stop_node
+from evx.replication.raft import (
+    EXIT_GATEWAY_FAILED,
+    RaftConfig,
+    RaftNode,
+    open_journal,
+    stop_node,
+)
 from evx.snapshots.format import SnapshotHeader
 from evx.snapshots.recovery import REFUSED_NAME, audit_in_background, recover, refuse
 from evx.snapshots.writer import EXIT_SNAPSHOT_FAILED, NodeSnapshots
@@ -100,7 +106,10 @@ async def run_node(
     machine = ExchangeMachine(
         recovered.engine, recovered.header.index if recovered.header is not None else 0
     )
-    bridge = Bridge(trio.lowlevel.current_trio_token())
+    bridge = Bridge(
+        trio.lowlevel.current_trio_token(),
+        on_failure=lambda where: stop_node(f"{where} failed", EXIT_GATEWAY_FAILED),
+    )
     node_view = NodeView(
         node_id=config.node_id,
         node_ids_by_address={node.raft: node.node_id for node in config.all_nodes()},

@@ -3,11 +3,13 @@ TCP on 127.0.0.1, driven by the real client library."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from pathlib import Path
 
 import pytest
 import trio
+from structlog.testing import capture_logs
 
 from evx.core import Side, TimeInForce
 from evx.gateway import messages as wire
@@ -251,4 +253,59 @@ async def test_an_error_names_its_message_as_the_protocol_says(tmp_path: Path) -
             (wire.ReplaceOrder.TYPE, 7003),
         ]
         await stream.aclose()
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_connection_that_never_logs_in_is_closed_however_chatty(tmp_path: Path) -> None:
+    layout = single_node_layout(tmp_path, login_timeout_s=1.0)
+    async with trio.open_nursery() as nursery:
+        node = await start_node(nursery, layout)
+        stream = await trio.open_tcp_stream("127.0.0.1", node.gateway_port)
+        connection = Connection(wire.CLIENT)
+        assert isinstance(await _next(stream, connection), wire.Challenge)
+        opened = trio.current_time()
+        received = []
+        with trio.fail_after(5):
+            while True:
+                with trio.move_on_after(0.2):
+                    try:
+                        message = await _next(stream, connection)
+                    except trio.BrokenResourceError:  # reset: our heartbeats met a closed socket
+                        message = None
+                    if message is None:
+                        break
+                    received.append(message)
+                with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+                    await stream.send_all(connection.send(wire.Heartbeat(0)))
+        assert 0.9 <= trio.current_time() - opened < 3, "closed at its login deadline"
+        for error in (m for m in received if isinstance(m, wire.Error)):  # if not lost to a reset
+            assert error.code == ErrorCode.HEARTBEAT_MUST_ARRIVE and "no login" in error.text
+        await stream.aclose()
+        nursery.cancel_scope.cancel()
+
+
+async def test_cancel_on_disconnect_is_resent_while_its_outcome_is_unknown(
+    tmp_path: Path,
+) -> None:
+    """Every proposal's outcome is unknown here (timeout 0): the mass cancel is resent,
+    and its result, once applied, is logged."""
+    layout = single_node_layout(tmp_path, proposal_timeout_s=0.0)
+    async with trio.open_nursery() as nursery:
+        node = await start_node(nursery, layout)
+        nodes = [("127.0.0.1", node.gateway_port)]
+        async with operator_client(layout, node) as operator:
+            market, traders = await open_market_with_traders(operator, ["maker"])
+        maker_id, maker_key = traders["maker"]
+        with capture_logs() as logs:
+            async with Client(
+                nodes, account_id=maker_id, key=maker_key, cancel_on_disconnect=True
+            ) as maker:
+                await maker.place(market, Side.BUY_YES, 40, 3)
+            with trio.fail_after(5):
+                while not any(entry["event"] == "cancelled_on_disconnect" for entry in logs):
+                    await trio.sleep(0.05)
+        events = [entry["event"] for entry in logs]
+        assert "cancel_on_disconnect_unknown" in events
+        async with Client(nodes, account_id=maker_id, key=maker_key) as watcher:
+            assert not (await watcher.open_orders()).orders
         nursery.cancel_scope.cancel()

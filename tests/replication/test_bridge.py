@@ -64,3 +64,26 @@ def test_hand_overs_after_trio_has_finished_are_dropped() -> None:
     thread.start()
     thread.join()  # no exception escaped the thread: RunFinishedError was absorbed
     assert bridges[0].handed_over == 0
+
+
+async def test_a_failing_handler_stops_the_node_instead_of_breaking_trio() -> None:
+    failures: list[str] = []
+    bridge = Bridge(trio.lowlevel.current_trio_token(), on_failure=failures.append)
+    seen: list[int] = []
+
+    def handler(index: int, result: Any) -> None:
+        if index == 2:
+            raise AssertionError("a report stream skipped")
+        seen.append(index)
+
+    bridge.on_applied(handler)
+    worker = threading.Thread(
+        target=lambda: [bridge.applied_in_raft_thread(index, None) for index in (1, 2, 3)]
+    )
+    worker.start()
+    worker.join()
+    with trio.fail_after(5):
+        while len(seen) + len(failures) < 3:
+            await trio.sleep(0.01)
+    assert seen == [1, 3]
+    assert failures == ["handing _deliver_applied over to the trio thread"]
