@@ -44,7 +44,7 @@ from evx.gateway.client import Client
 from evx.gateway.keys import generate_private_key, public_bytes, read_private_key
 
 from . import layout as layouts
-from .config import LoggingConfig, RaftSettings, load, render
+from .config import LoggingConfig, RaftSettings, SnapshotSettings, load, render
 from .node import split_address
 from .up import node_processes, wait_for_leader
 
@@ -68,12 +68,15 @@ class ClusterBenchResult:
     engine_commands_per_s: float
     engine_ratio: float
     cores: int
+    snapshot_every_entries: int  # the nodes' [snapshots] every_entries during the run
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
-def _make_cluster(folder: Path, flush: bool, window_ms: float) -> layouts.ClusterLayout:
+def _make_cluster(
+    folder: Path, flush: bool, window_ms: float, snapshot_every: int
+) -> layouts.ClusterLayout:
     ports = layouts.free_ports(6)
     layout = layouts.create(
         folder, ports[:3], ports[3:], logging=LoggingConfig(level="warning", json=True)
@@ -88,6 +91,7 @@ def _make_cluster(folder: Path, flush: bool, window_ms: float) -> layouts.Cluste
             limits=limits,
             raft_settings=RaftSettings(flush_journal=flush),
             batching=dataclasses.replace(config.batching, batch_window_ms=window_ms),
+            snapshots=dataclasses.replace(config.snapshots, every_entries=snapshot_every),
         )
         path.write_text(render(config))
     return layout
@@ -207,13 +211,14 @@ def run(
     measure_s: float = 10.0,
     flush: bool = True,
     window_ms: float = 1.0,
+    snapshot_every: int = SnapshotSettings().every_entries,
 ) -> ClusterBenchResult:
     from . import bench_engine  # noqa: PLC0415
 
     engine = bench_engine.run(commands=50_000, reference_commands=0)
     folder = Path(tempfile.mkdtemp(prefix="evx-bench-"))
     try:
-        layout = _make_cluster(folder / "cluster", flush, window_ms)
+        layout = _make_cluster(folder / "cluster", flush, window_ms, snapshot_every)
         with node_processes(layout):
             trio.run(wait_for_leader, layout)
             accounts = trio.run(_setup, layout, sessions)
@@ -238,6 +243,7 @@ def run(
         engine_commands_per_s=engine.commands_per_s,
         engine_ratio=round(engine.commands_per_s / rate, 1) if rate else 0.0,
         cores=os.cpu_count() or 0,
+        snapshot_every_entries=snapshot_every,
     )
 
 
@@ -246,7 +252,8 @@ def summary(result: ClusterBenchResult) -> str:
         [
             f"cluster: 3 nodes, {result.sessions} sessions x {result.in_flight_per_session} "
             f"in flight, journal flush {'on' if result.flush else 'OFF'}, batch window "
-            f"{result.batch_window_ms} ms, {result.cores} cores",
+            f"{result.batch_window_ms} ms, snapshot every {result.snapshot_every_entries:,} "
+            f"entries, {result.cores} cores",
             f"  {result.acked_orders_per_s:,.0f} acknowledged orders/s "
             f"({result.acked_orders:,} in {result.seconds:.1f} s)",
             f"  ack latency: p50 {result.ack_latency_ms_p50:.2f} ms, "

@@ -130,6 +130,12 @@ def admin_status(
 @click.option("--seconds", default=10.0, show_default=True, help="measured time, after 3 s warmup")
 @click.option("--no-flush", is_flag=True, help="journal not flushed: to measure what it costs")
 @click.option("--batch-window-ms", default=1.0, show_default=True, help="each node's batcher")
+@click.option(
+    "--snapshot-every",
+    default=20_000,
+    show_default=True,
+    help="each node's [snapshots] every_entries: small to measure snapshots under load",
+)
 @click.option("--json", "as_json", is_flag=True, help="print one JSON object")
 def bench_cluster(
     sessions: int,
@@ -137,13 +143,19 @@ def bench_cluster(
     seconds: float,
     no_flush: bool,
     batch_window_ms: float,
+    snapshot_every: int,
     as_json: bool,
 ) -> None:
     """Acknowledged orders per second through a three-node cluster on this machine."""
     from evx.tools import bench_cluster as cluster_bench  # noqa: PLC0415
 
     result = cluster_bench.run(
-        sessions, in_flight, measure_s=seconds, flush=not no_flush, window_ms=batch_window_ms
+        sessions,
+        in_flight,
+        measure_s=seconds,
+        flush=not no_flush,
+        window_ms=batch_window_ms,
+        snapshot_every=snapshot_every,
     )
     if as_json:
         click.echo(json.dumps(result.as_dict()))
