@@ -539,6 +539,11 @@ class Client:
     async def status(self) -> wire.Status:
         return await self._query(wire.QueryStatus)
 
+    async def node_admin(self, action: int, target_node_id: int = 0) -> wire.NodeAdminResult:
+        """An action on the node this session is on (operator sessions only): connect a
+        client to that one node to be sure which node it is."""
+        return await self._query(lambda rid: wire.NodeAdmin(rid, action, target_node_id))
+
     # -- Reports ---------------------------------------------------------------------------
 
     async def reports(self) -> AsyncIterator[wire.ExecutionReport]:
@@ -556,22 +561,35 @@ class Client:
 
 async def query_status(host: str, port: int, timeout_s: float = 3.0) -> wire.Status:
     """One node's Status, without logging in (what `evx admin status` uses)."""
+    status: wire.Status = await _ask_before_login(host, port, wire.QueryStatus(1), timeout_s)
+    return status
+
+
+async def query_hash(host: str, port: int, index: int, timeout_s: float = 3.0) -> wire.HashAt:
+    """One node's state hash right after log entry `index`, without logging in."""
+    answer: wire.HashAt = await _ask_before_login(host, port, wire.QueryHash(1, index), timeout_s)
+    return answer
+
+
+async def _ask_before_login(
+    host: str, port: int, query: wire.QueryStatus | wire.QueryHash, timeout_s: float
+) -> Any:
     with trio.fail_after(timeout_s):
         stream = await trio.open_tcp_stream(host, port)
         connection = Connection(wire.CLIENT)
         try:
-            await stream.send_all(connection.send(wire.QueryStatus(1)))
+            await stream.send_all(connection.send(query))
             while True:
                 event = connection.next_event()
                 if event is Signal.NEED_DATA:
                     connection.receive_data(await stream.receive_some(65_536))
                     continue
                 if event is Signal.CLOSED:
-                    raise ClientError(ErrorCode.NODE_MUST_BE_READY, "closed without a status")
+                    raise ClientError(ErrorCode.NODE_MUST_BE_READY, "closed without an answer")
                 if isinstance(event, wire.LoginRejected):
                     # A full node refuses the connection before it reads the query.
                     raise ClientError(event.reason, event.text)
-                if isinstance(event, wire.Status):
+                if isinstance(event, wire.Status | wire.HashAt):
                     return event
         finally:
             await trio.aclose_forcefully(stream)

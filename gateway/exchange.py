@@ -9,17 +9,23 @@ thread answers queries; `lock` serialises them (a query waits at most one entry)
 A follower that fell behind the leader's compacted log is sent a snapshot instead:
 `install` swaps the whole engine at once (snapshots/writer.py), and `StateInstalled` goes
 down the applied stream in its place, so the gateway knows its reports have a gap.
+
+The state hash after each of the last `HASHES_KEPT` entries is kept, so that
+`evx admin verify` can compare every node at one common index while they move on.
 """
 
 from __future__ import annotations
 
 import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
 import msgpack
 
 from evx.core import AppliedBatch, Batch, Engine
+
+HASHES_KEPT = 65_536  # recent (index, state hash) pairs a node can answer QueryHash with
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,17 +58,22 @@ class ExchangeMachine:
         self.engine = engine or Engine()
         self.lock = threading.Lock()
         self._applied_index = applied_index
+        self._hashes: OrderedDict[int, bytes] = OrderedDict()
+        self._keep_hash(applied_index, self.engine.state_hash)
 
     def install(self, engine: Engine, index: int) -> None:
         with self.lock:
             self.engine = engine
             self._applied_index = index
+            self._hashes.clear()
+            self._keep_hash(index, engine.state_hash)
 
     def apply(self, index: int, entry: bytes) -> ExchangeResult:
         origin, batch = decode_entry(entry)
         with self.lock:
             applied = self.engine.apply(batch)
             self._applied_index = index
+            self._keep_hash(index, self.engine.state_hash)
         return ExchangeResult(index, origin, applied)
 
     @property
@@ -77,6 +88,16 @@ class ExchangeMachine:
     @property
     def state_hash(self) -> bytes:
         return self.engine.state_hash
+
+    def hash_at(self, index: int) -> bytes | None:
+        """The state hash right after entry `index` was applied, if still kept here."""
+        with self.lock:
+            return self._hashes.get(index)
+
+    def _keep_hash(self, index: int, state_hash: bytes) -> None:
+        self._hashes[index] = state_hash
+        if len(self._hashes) > HASHES_KEPT:
+            self._hashes.popitem(last=False)
 
 
 def encode_entry(node_id: int, batch_seq: int, time_ms: int, commands: list[Any]) -> bytes:

@@ -83,6 +83,18 @@ class NodeRole(IntEnum):
     LEADER = 2
 
 
+class StatusFlag(IntFlag):
+    NONE = 0
+    TRANSFERRING = 1  # the node is handing leadership over: its intake is paused
+
+
+class AdminAction(IntEnum):
+    """What a NodeAdmin asks the node it is sent to to do."""
+
+    SNAPSHOT = 1  # take a snapshot now (and compact the log)
+    TRANSFER = 2  # hand leadership to target_node_id (0: the most caught-up peer)
+
+
 # -- Wire types -------------------------------------------------------------------------------
 # What a field is on the wire. To Python each is an alias of the type the field holds; the
 # decorators below read the names from the annotations.
@@ -654,8 +666,13 @@ class Error(Message):
     @classmethod
     def about(cls, error: ProtocolError, reference: int = 0) -> Error:
         """The Error frame that answers a protocol error, its text cut to fit."""
-        text = error.text.encode("utf-8", "replace")[: limits.string_length_max]
-        return cls(int(error.code), error.message_type, reference, text.decode("utf-8", "ignore"))
+        return cls(int(error.code), error.message_type, reference, fit_string(error.text))
+
+
+def fit_string(text: str) -> str:
+    """`text` cut to the most a string field holds, on a character boundary."""
+    encoded = text.encode("utf-8", "replace")[: limits.string_length_max]
+    return encoded.decode("utf-8", "ignore")
 
 
 # -- 0x10-0x1f: order entry -------------------------------------------------------------------
@@ -1051,6 +1068,43 @@ class OperatorResult(Message):
         return None
 
 
+@message(0x52, Direction.CLIENT_TO_SERVER)
+class NodeAdmin(Message):
+    """An action on the node this session is connected to, not a replicated command.
+    Operator sessions only."""
+
+    request_id: u32
+    action: u8  # AdminAction
+    target_node_id: u16  # TRANSFER: the node to lead next, 0: the most caught-up; else 0
+
+    def out_of_range(self) -> str | None:
+        if self.action not in AdminAction._value2member_map_:
+            return f"action {self.action} is not an AdminAction"
+        return None
+
+
+@message(0x53, Direction.SERVER_TO_CLIENT)
+class NodeAdminResult(Message):
+    """How a NodeAdmin ended. SNAPSHOT: `index` is the snapshot's log index. TRANSFER:
+    `node_id` is the leader afterwards, `elapsed_us` how long this node's intake was
+    paused. `text` says what happened, or why it did not, in words."""
+
+    request_id: u32
+    action: u8
+    done: u8  # 1: done; 0: not done, nothing changed (text says why)
+    node_id: u16
+    index: u64
+    elapsed_us: u64
+    text: string
+
+    def out_of_range(self) -> str | None:
+        if self.action not in AdminAction._value2member_map_:
+            return f"action {self.action} is not an AdminAction"
+        if self.done > 1:
+            return f"done {self.done} is not 0 or 1"
+        return None
+
+
 # -- 0x60-0x6f: the node's status (answered before login too) ---------------------------------
 
 
@@ -1070,10 +1124,41 @@ class Status(Message):
     applied_index: u64
     state_hash: bytes32
     uptime_s: u32
+    last_snapshot_index: u64  # 0: none yet
+    log_entries: u64  # entries in this node's log (since the last compaction)
+    peers_connected: u8  # of the other nodes, how many this node's Raft port reaches
+    peers_total: u8
+    flags: u8  # StatusFlag
 
     def out_of_range(self) -> str | None:
         if self.role not in NodeRole._value2member_map_:
             return f"role {self.role} is not a NodeRole"
+        if self.peers_connected > self.peers_total:
+            return f"peers_connected {self.peers_connected} > peers_total {self.peers_total}"
+        if self.flags & ~int(StatusFlag.TRANSFERRING):
+            return f"flags {self.flags:#04x} has bits that are not defined"
+        return None
+
+
+@message(0x62, Direction.CLIENT_TO_SERVER)
+class QueryHash(Message):
+    """The state hash right after log entry `index` was applied, as this node kept it."""
+
+    request_id: u32
+    index: u64
+
+
+@message(0x63, Direction.SERVER_TO_CLIENT)
+class HashAt(Message):
+    request_id: u32
+    index: u64
+    kept: u8  # 1: state_hash is the hash at index; 0: not applied yet, or no longer kept
+    state_hash: bytes32  # zeros when not kept
+    applied_index: u64  # this node's, when it answered
+
+    def out_of_range(self) -> str | None:
+        if self.kept > 1:
+            return f"kept {self.kept} is not 0 or 1"
         return None
 
 

@@ -33,6 +33,7 @@ import trio
 
 from evx.core import COMMANDS, MassCancel, Reject, queries
 from evx.replication.batcher import Batcher, Outcome
+from evx.replication.control import AdminOutcome, NodeControl
 from evx.replication.raft import RaftStatus
 from evx.tools import logs
 from evx.tools.config import GatewayLimits
@@ -130,6 +131,8 @@ class NodeView:
     node_ids_by_address: dict[str, int] = field(default_factory=dict)
     raft_status: Callable[[], RaftStatus | None] = lambda: None
     ready: Callable[[], bool] = lambda: False
+    last_snapshot_index: Callable[[], int] = lambda: 0
+    control: NodeControl | None = None  # snapshot now, planned transfer (NodeAdmin)
 
 
 class Gateway:
@@ -255,6 +258,23 @@ class Gateway:
             applied_index=applied_index,
             state_hash=state_hash,
             uptime_s=int(time.monotonic() - self._started),
+            last_snapshot_index=self.node.last_snapshot_index(),
+            log_entries=status.log_entries if status else 0,
+            peers_connected=min(len(status.connected_peers), 255) if status else 0,
+            peers_total=min(len(self.node.node_ids_by_address) - 1, 255)
+            if self.node.node_ids_by_address
+            else 0,
+            flags=int(wire.StatusFlag.TRANSFERRING) if status and status.transferring else 0,
+        )
+
+    def hash_message(self, request_id: int, index: int) -> wire.HashAt:
+        state_hash = self.machine.hash_at(index)
+        return wire.HashAt(
+            request_id=request_id,
+            index=index,
+            kept=int(state_hash is not None),
+            state_hash=state_hash or bytes(32),
+            applied_index=self.machine.applied_index,
         )
 
 
@@ -418,6 +438,9 @@ class Session:
         if isinstance(message, wire.QueryStatus):
             self.send(self.gateway.status_message(message.request_id))
             return
+        if isinstance(message, wire.QueryHash):
+            self.send(self.gateway.hash_message(message.request_id, message.index))
+            return
         if isinstance(message, wire.Heartbeat):
             return
         if isinstance(message, wire.Logout):
@@ -437,6 +460,11 @@ class Session:
             self._order_entry(message)
         elif isinstance(message, wire.OperatorCommand):
             self._operator_command(message)
+        elif isinstance(message, wire.NodeAdmin):
+            if self.account_id != 0:
+                self._refuse(message, ErrorCode.OPERATOR_KEY_REQUIRED, "operator sessions only")
+                return
+            self._start(self._node_admin, message)
         elif isinstance(message, wire.QueryBook):
             self._start(self._query, message)
         elif isinstance(message, (wire.QueryOpenOrders, wire.QueryPositions, wire.QueryBalance)):
@@ -647,6 +675,35 @@ class Session:
                     tuple(wire.BookLevel(lv.price, lv.quantity, lv.orders) for lv in view.asks),
                 )
         self.send(answer)
+
+    async def _node_admin(self, message: wire.NodeAdmin) -> None:
+        control = self.gateway.node.control
+        action = wire.AdminAction(message.action)
+        if control is None:
+            outcome = AdminOutcome(False, "this node takes no admin actions")
+        elif action is wire.AdminAction.SNAPSHOT:
+            outcome = await control.take_snapshot()
+        else:
+            outcome = await control.transfer(message.target_node_id)
+        log.info(
+            "node_admin",
+            action=action.name.lower(),
+            target_node_id=message.target_node_id,
+            done=outcome.done,
+            text=outcome.text,
+            peer=self.peer,
+        )
+        self.send(
+            wire.NodeAdminResult(
+                request_id=message.request_id,
+                action=message.action,
+                done=int(outcome.done),
+                node_id=outcome.node_id,
+                index=outcome.index,
+                elapsed_us=outcome.elapsed_us,
+                text=wire.fit_string(outcome.text),
+            )
+        )
 
     # -- Writing ---------------------------------------------------------------------------
 

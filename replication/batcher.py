@@ -16,6 +16,10 @@ or may not be applied later, and its client resends it with the same client_orde
 The leader also proposes an entry with no commands when this node has proposed nothing for
 `clock_tick_ms`, so that GTD orders expire and markets close on time with no order flow.
 At most `in_flight_max` entries wait to be applied; past that, `submit` waits.
+
+`pause()` holds every submitted command (and the clock) in this node until `resume()`: a
+planned leadership transfer freezes the leader's log this way while the new leader takes
+over (replication/control.py).
 """
 
 from __future__ import annotations
@@ -130,6 +134,9 @@ class Batcher:
         self._next_seq = time.time_ns()
         self._last_proposed_ms = 0.0
         self._entries = self._commands = self._clock_entries = self._unknown = 0
+        self._paused = False
+        self._resumed = trio.Event()
+        self._drained = trio.Event()
         bridge.on_applied(self._on_applied)
 
     def submit(
@@ -148,6 +155,8 @@ class Batcher:
             nursery.start_soon(self._clock, nursery)
             while True:
                 await self._wake.wait()
+                while self._paused:
+                    await self._resumed.wait()
                 window_s = self._config.window_ms / 1_000
                 if window_s > 0 and len(self._pending) < self._config.commands_max:
                     with trio.move_on_after(window_s):
@@ -155,6 +164,10 @@ class Batcher:
                             self._wake = trio.Event()
                             await self._wake.wait()
                 await self._room.acquire()
+                while self._paused:  # paused while waiting for room: hold the commands
+                    self._room.release()
+                    await self._resumed.wait()
+                    await self._room.acquire()
                 tickets = self._take()
                 self._wake = trio.Event()
                 if self._pending:
@@ -200,6 +213,8 @@ class Batcher:
                     for ticket in tickets:
                         self._unknown += 1
                         ticket._finish(UNKNOWN)
+                if not self._in_flight:
+                    self._drained.set()
         finally:
             self._room.release()
 
@@ -214,16 +229,40 @@ class Batcher:
             return  # an entry of an earlier run of this node, or forgotten long ago
         for position, ticket in enumerate(tickets):
             ticket._finish(Outcome(index, result.command_events(position)))
+        if not self._in_flight:
+            self._drained.set()
 
     async def _clock(self, nursery: trio.Nursery) -> None:
         tick_s = self._config.clock_tick_ms / 1_000
         while True:
             await trio.sleep(tick_s)
             idle_ms = time.monotonic() * 1_000 - self._last_proposed_ms
-            if idle_ms >= self._config.clock_tick_ms and self._is_leader():
+            due = idle_ms >= self._config.clock_tick_ms and not self._paused
+            if due and self._is_leader():
                 await self._room.acquire()
                 self._last_proposed_ms = time.monotonic() * 1_000
                 nursery.start_soon(self._propose, [])
+
+    # -- Pausing intake -------------------------------------------------------------------
+
+    def pause(self) -> None:
+        """Propose nothing more (commands queue) until resume()."""
+        self._paused = True
+        self._resumed = trio.Event()
+
+    def resume(self) -> None:
+        self._paused = False
+        self._resumed.set()
+
+    @property
+    def paused(self) -> bool:
+        return self._paused
+
+    async def drain(self) -> None:
+        """Return once no entry of this node is in flight (applied or given up)."""
+        while self._in_flight:
+            self._drained = trio.Event()
+            await self._drained.wait()
 
     @property
     def waiting(self) -> int:

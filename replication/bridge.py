@@ -6,7 +6,8 @@ trio with `TrioToken.run_sync_soon` only when the inbox was empty: under load on
 (a system call) carries many hand-overs. Trio drains the inbox in order. So for one log
 entry, the "applied" hand-over always reaches trio before the hand-over of the proposal
 that entry answers (pysyncobj applies an entry, then calls its callback). Going the other
-way, trio calls `RaftNode.propose`, which only puts the entry in pysyncobj's locked queue.
+way, trio calls `RaftNode.propose`, which only puts the entry in pysyncobj's locked queue,
+or `ask`s the tick thread to start something whose answer comes back the same way.
 
 If trio has finished (the node is stopping), hand-overs are dropped: nothing is waiting
 for them any more.
@@ -144,3 +145,17 @@ class Bridge:
         if not outcome:
             outcome.append(Proposal(None, TIMED_OUT))
         return outcome[0]
+
+    async def ask(self, request: Callable[[Callable[[Any], None]], None]) -> Any:
+        """Start something that answers on the tick thread, and wait for the answer:
+        `request(reply)` is called here, and what it starts calls `reply(value)` once."""
+        done = trio.Event()
+        answers: list[Any] = []
+
+        def finish(value: Any) -> None:  # trio thread
+            answers.append(value)
+            done.set()
+
+        request(lambda value: self._hand_over(finish, value))
+        await done.wait()
+        return answers[0]

@@ -176,6 +176,8 @@ class RaftStatus:
     applied_index: int  # of the state machine: the index its state_hash belongs to
     state_hash: bytes
     journal_syncs: int
+    match_indexes: tuple[tuple[str, int], ...] = ()  # the leader's view of each peer
+    transferring: bool = False  # refusing new entries while leadership moves
 
 
 class RaftNode(SyncObj):
@@ -199,6 +201,8 @@ class RaftNode(SyncObj):
         self._status_lock = threading.Lock()
         self._transport: _GuardedTransport | None = None  # set by the transport itself
         self._held_acknowledgements: list[tuple[Any, Any]] = []
+        self._tick_calls: list[Callable[[], None]] = []  # appended from any thread
+        self._transferring = False
         with _journal_factory(self):
             super().__init__(
                 config.self_address,
@@ -243,6 +247,8 @@ class RaftNode(SyncObj):
         majority; whatever was appended since the last tick (commands, or the no-op of a
         new leader, appended while reading the votes) goes to disk first."""
         assert self._journal is not None
+        while self._tick_calls:
+            self._tick_calls.pop(0)()
         self._journal.sync()
         held = self._held_acknowledgements
         if held:
@@ -259,6 +265,26 @@ class RaftNode(SyncObj):
             self._held_acknowledgements.append((node, message))
             return True
         return False
+
+    def _refuse_forwarded_command(self, node: Any, message: Any) -> bool:
+        """While leadership moves, the log is frozen: a command a follower forwards is
+        answered NOT_LEADER at once (its batcher reports the outcome unknown, and the
+        client resends it to whoever leads next) instead of being appended. True: refused."""
+        if not self._transferring or type(message) is not dict:
+            return False
+        if message.get("type") != "apply_command":
+            return False
+        if "request_id" in message:
+            assert self._transport is not None
+            self._transport.send_now(
+                node,
+                {
+                    "type": "apply_command_response",
+                    "request_id": message["request_id"],
+                    "error": FAIL_REASON.NOT_LEADER,
+                },
+            )
+        return True
 
     def _guard_append(self, message: Any) -> Any:
         assert self._journal is not None
@@ -287,6 +313,13 @@ class RaftNode(SyncObj):
                 if key.startswith("partner_node_status_server_") and value == 2
             )
         )
+        matches = tuple(
+            sorted(
+                (key.removeprefix("match_idx_server_"), value)
+                for key, value in raw.items()
+                if key.startswith("match_idx_server_")
+            )
+        )
         assert self._journal is not None
         status = RaftStatus(
             address=self._config.self_address,
@@ -302,6 +335,8 @@ class RaftNode(SyncObj):
             applied_index=self._machine.applied_index,
             state_hash=self._machine.state_hash,
             journal_syncs=self._journal.statistics().syncs,
+            match_indexes=matches,
+            transferring=self._transferring,
         )
         with self._status_lock:
             self._status = status
@@ -314,6 +349,26 @@ class RaftNode(SyncObj):
     def take_snapshot(self) -> None:
         """Take a snapshot (and compact the log) at the next tick, whatever its length."""
         self.forceLogCompaction()
+
+    def call_on_tick(self, call: Callable[[], None]) -> None:
+        """Run `call` on the tick thread at the start of its next tick (from any thread):
+        pysyncobj's own methods are not thread-safe."""
+        self._tick_calls.append(call)
+
+    def set_transferring(self, transferring: bool) -> None:
+        """Freeze (True) or unfreeze the log for a leadership transfer: forwarded
+        commands are refused meanwhile (the local batcher is paused by the caller)."""
+        self._transferring = transferring
+
+    def transfer_leadership(self, target: str | None, callback: Callable[[int], None]) -> None:
+        """Ask pysyncobj to hand leadership to `target` (None: the most caught-up peer);
+        `callback(fail_reason)` runs on the tick thread. SUCCESS only means that the target
+        was caught up and told to stand: the caller watches the status for the new leader."""
+
+        def call() -> None:
+            self.transferLeadership(target, lambda _result, reason: callback(reason))
+
+        self.call_on_tick(call)
 
     @property
     def journal(self) -> DurableJournal:
@@ -370,6 +425,8 @@ class _GuardedTransport(TCPTransport):
         super().__init__(syncObj, selfNode, otherNodes)
 
     def _onMessageReceived(self, node: Any, message: Any) -> None:  # noqa: N802
+        if self._evx_node._refuse_forwarded_command(node, message):
+            return
         message = self._evx_node._guard_append(message)
         if message is not None:
             super()._onMessageReceived(node, message)

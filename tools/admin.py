@@ -1,20 +1,29 @@
-"""`evx admin`: what an operator runs against a cluster. Today: `status`.
+"""`evx admin`, the cluster half: status, verify, transfer, snapshot.
 
 Strategy: a tool finds the cluster from `--data DIR` (the folder `evx up` made) or from
 `--config FILE` (one node's config: the node and its peers), and asks each node for its
 Status on its order-entry port, which answers before login and changes nothing. A node that
 does not answer is shown as down, not skipped: at 3 a.m. the missing row is the news.
+
+`verify` compares the nodes at one common index (the lowest applied index of the nodes that
+answer), asking each for its state hash right after that index (QueryHash): the nodes keep
+moving meanwhile, and each keeps its recent hashes. Anything that changes a node (transfer,
+snapshot) goes over an operator session, signed with the operator key, to that one node.
 """
 
 from __future__ import annotations
 
 import json
+from collections import Counter
 from dataclasses import asdict, dataclass
+from dataclasses import replace as dataclass_replace
 from pathlib import Path
 
 import trio
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from evx.gateway.client import query_status
+from evx.gateway import messages as wire
+from evx.gateway.client import Client, query_hash, query_status
 
 from . import layout as layouts
 from .config import NodeConfig, PeerConfig, load
@@ -35,6 +44,12 @@ class NodeStatus:
     applied_index: int = 0
     state_hash: str = ""
     uptime_s: int = 0
+    last_snapshot_index: int = 0
+    log_entries: int = 0
+    peers_connected: int = 0
+    peers_total: int = 0
+    transferring: bool = False
+    lag: int = 0  # entries the leader has committed that this node has not applied
     error: str = ""
 
 
@@ -71,12 +86,36 @@ async def statuses(nodes: list[PeerConfig], timeout_s: float = 2.0) -> list[Node
             applied_index=status.applied_index,
             state_hash=status.state_hash.hex(),
             uptime_s=status.uptime_s,
+            last_snapshot_index=status.last_snapshot_index,
+            log_entries=status.log_entries,
+            peers_connected=status.peers_connected,
+            peers_total=status.peers_total,
+            transferring=bool(status.flags & wire.StatusFlag.TRANSFERRING),
         )
 
     async with trio.open_nursery() as nursery:
         for peer in nodes:
             nursery.start_soon(one, peer)
-    return [results[peer.node_id] for peer in nodes]
+    rows = [results[peer.node_id] for peer in nodes]
+    leaders = [row for row in rows if row.up and row.role == "leader"]
+    # Lag is measured against the leader's commit index (the highest one if two nodes
+    # both still believe they lead, or the highest known when there is no leader).
+    top = max((row.commit_index for row in (leaders or [row for row in rows if row.up])), default=0)
+    return [
+        dataclass_replace(row, lag=max(top - row.applied_index, 0)) if row.up else row
+        for row in rows
+    ]
+
+
+def leader_of(rows: list[NodeStatus]) -> NodeStatus | None:
+    """The node every node that answers agrees leads, or None."""
+    leaders = [row for row in rows if row.up and row.role == "leader"]
+    if len(leaders) != 1:
+        return None
+    others = [row for row in rows if row.up and row is not leaders[0]]
+    if any(row.leader != leaders[0].node for row in others):
+        return None
+    return leaders[0]
 
 
 def render_table(rows: list[NodeStatus]) -> str:
@@ -84,7 +123,7 @@ def render_table(rows: list[NodeStatus]) -> str:
     from rich.table import Table  # noqa: PLC0415
 
     table = Table(title="evx cluster")
-    for column in (
+    columns = (
         "node",
         "address",
         "role",
@@ -94,31 +133,204 @@ def render_table(rows: list[NodeStatus]) -> str:
         "applied",
         "lag",
         "state hash",
+        "peers",
+        "snapshot",
+        "log",
         "uptime",
-    ):
-        table.add_column(column, justify="right" if column not in ("address", "role") else "left")
-    top = max((row.applied_index for row in rows if row.up), default=0)
+    )
+    for column in columns:
+        table.add_column(column, justify="left" if column in ("address", "role") else "right")
     for row in rows:
         if not row.up:
-            table.add_row(str(row.node), row.address, f"down ({row.error})", *[""] * 7)
+            table.add_row(
+                str(row.node), row.address, f"down ({row.error})", *[""] * (len(columns) - 3)
+            )
             continue
         table.add_row(
             str(row.node),
             row.address,
-            row.role,
+            row.role + (" (transferring)" if row.transferring else ""),
             str(row.leader or "?"),
             str(row.term),
             str(row.commit_index),
             str(row.applied_index),
-            str(top - row.applied_index),
+            str(row.lag),
             row.state_hash[:16],
-            f"{row.uptime_s} s",
+            f"{row.peers_connected}/{row.peers_total}",
+            str(row.last_snapshot_index),
+            str(row.log_entries),
+            _duration(row.uptime_s),
         )
-    console = Console(record=True, width=140)
+    console = Console(record=True, width=160)
     with console.capture() as capture:
         console.print(table)
     return capture.get()
 
 
+def _duration(seconds: int) -> str:
+    if seconds < 120:
+        return f"{seconds} s"
+    if seconds < 7200:
+        return f"{seconds // 60} min"
+    return f"{seconds // 3600} h {seconds % 3600 // 60} min"
+
+
 def status_json(rows: list[NodeStatus]) -> str:
     return json.dumps([asdict(row) for row in rows])
+
+
+# -- verify -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Verification:
+    index: int  # the common index the nodes were compared at
+    hashes: dict[int, str]  # node -> state hash at index, for the nodes that answered
+    differing: tuple[int, ...]  # nodes whose hash is not the majority's
+    unchecked: dict[int, str]  # node -> why it could not be compared
+
+    @property
+    def agree(self) -> bool:
+        return not self.differing and not self.unchecked
+
+    def as_dict(self) -> dict[str, object]:
+        return asdict(self) | {"agree": self.agree}
+
+
+async def verify(nodes: list[PeerConfig], timeout_s: float = 3.0) -> Verification:
+    """Every node's state hash at one common applied index."""
+    rows = await statuses(nodes, timeout_s)
+    unchecked = {row.node: f"down ({row.error})" for row in rows if not row.up}
+    up = [row for row in rows if row.up]
+    if not up:
+        return Verification(0, {}, (), unchecked)
+    index = min(row.applied_index for row in up)
+    hashes: dict[int, str] = {}
+
+    async def one(peer: PeerConfig) -> None:
+        host, port = split_address(peer.gateway)
+        try:
+            answer = await query_hash(host, port, index, timeout_s)
+        except Exception as error:
+            unchecked[peer.node_id] = f"down ({type(error).__name__})"
+            return
+        if not answer.kept:
+            unchecked[peer.node_id] = (
+                f"no hash kept at index {index} (applied {answer.applied_index}): it restarted "
+                "from or installed a later snapshot; run verify again"
+            )
+            return
+        hashes[peer.node_id] = answer.state_hash.hex()
+
+    async with trio.open_nursery() as nursery:
+        for peer in nodes:
+            if peer.node_id not in unchecked:
+                nursery.start_soon(one, peer)
+    counts = Counter(hashes.values())
+    differing: tuple[int, ...] = ()
+    if len(counts) > 1:
+        (majority, top), *rest = counts.most_common()
+        if rest[0][1] == top:  # no majority: every node is named
+            differing = tuple(sorted(hashes))
+        else:
+            differing = tuple(sorted(node for node, value in hashes.items() if value != majority))
+    return Verification(
+        index, dict(sorted(hashes.items())), differing, dict(sorted(unchecked.items()))
+    )
+
+
+def render_verification(result: Verification) -> str:
+    lines = [f"compared at log index {result.index}"]
+    for node, value in result.hashes.items():
+        mark = "DIFFERS" if node in result.differing else "ok"
+        lines.append(f"  node {node}: {value[:32]}  {mark}")
+    for node, why in result.unchecked.items():
+        lines.append(f"  node {node}: not compared: {why}")
+    if result.differing:
+        names = ", ".join(f"node {node}" for node in result.differing)
+        lines.append(f"DISAGREE: {names} (docs/operations.md: a node that disagrees)")
+    elif result.unchecked:
+        lines.append("INCOMPLETE: not every node could be compared")
+    else:
+        lines.append(f"all {len(result.hashes)} nodes agree")
+    return "\n".join(lines) + "\n"
+
+
+# -- transfer and snapshot --------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class AdminResult:
+    node: int  # the node the action ran on
+    done: bool
+    text: str
+    leader: int = 0  # transfer: the leader afterwards
+    index: int = 0  # snapshot: its log index
+    paused_ms: float = 0.0  # transfer: how long intake was paused on the old leader
+
+    def as_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+async def node_admin(
+    peer: PeerConfig,
+    key: Ed25519PrivateKey,
+    action: wire.AdminAction,
+    target: int = 0,
+    timeout_s: float = 90.0,
+) -> AdminResult:
+    """One NodeAdmin on `peer`, over an operator session to that node only."""
+    host, port = split_address(peer.gateway)
+    async with Client([(host, port)], account_id=0, key=key, request_timeout_s=timeout_s) as c:
+        answer = await c.node_admin(int(action), target)
+    return AdminResult(
+        node=peer.node_id,
+        done=bool(answer.done),
+        text=answer.text,
+        leader=answer.node_id,
+        index=answer.index,
+        paused_ms=round(answer.elapsed_us / 1000, 3),
+    )
+
+
+async def transfer(
+    nodes: list[PeerConfig], key: Ed25519PrivateKey, target: int = 0, settle_s: float = 5.0
+) -> AdminResult:
+    """Planned failover: the leader hands over to `target` (0: the most caught-up node),
+    then every node that answers is watched until it names the new leader."""
+    rows = await statuses(nodes)
+    leader = leader_of(rows)
+    if leader is None:
+        return AdminResult(0, False, "the nodes do not agree on one leader: see evx admin status")
+    if target == leader.node:
+        return AdminResult(leader.node, False, f"node {target} leads already")
+    peer = next(peer for peer in nodes if peer.node_id == leader.node)
+    result = await node_admin(peer, key, wire.AdminAction.TRANSFER, target)
+    if not result.done:
+        return result
+    with trio.move_on_after(settle_s):
+        while True:
+            rows = await statuses(nodes)
+            settled = leader_of(rows)
+            if settled is not None and settled.node == result.leader:
+                return result
+            await trio.sleep(0.05)
+    return dataclass_replace(
+        result, text=result.text + f"; not every node named node {result.leader} yet"
+    )
+
+
+async def snapshot(
+    nodes: list[PeerConfig], key: Ed25519PrivateKey, which: int = 0
+) -> list[AdminResult]:
+    """A snapshot now on node `which` (0: on every node), one after the other."""
+    chosen = [peer for peer in nodes if which in (0, peer.node_id)]
+    if not chosen:
+        raise ValueError(f"no node {which} in the cluster")
+    results = []
+    for peer in chosen:
+        try:
+            results.append(await node_admin(peer, key, wire.AdminAction.SNAPSHOT))
+        except Exception as error:  # a node down is reported, and the others still run
+            results.append(AdminResult(peer.node_id, False, f"down ({type(error).__name__})"))
+    return results

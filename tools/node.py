@@ -34,6 +34,7 @@ from evx.gateway.exchange import ExchangeMachine, StateInstalled, account_seqs
 from evx.gateway.server import Gateway, NodeView
 from evx.replication.batcher import Batcher, BatcherConfig
 from evx.replication.bridge import Bridge
+from evx.replication.control import NodeControl
 from evx.replication.raft import (
     EXIT_GATEWAY_FAILED,
     RaftConfig,
@@ -159,6 +160,14 @@ async def run_node(
     bridge.proposer = raft
     node_view.raft_status = raft.status
     node_view.ready = raft.isReady
+    node_view.last_snapshot_index = lambda: snapshots.statistics().last_index
+    node_view.control = NodeControl(
+        raft,
+        bridge,
+        batcher,
+        node_view.node_ids_by_address,
+        node_view.last_snapshot_index,
+    )
     host, port = split_address(config.gateway)
     log.info(
         "node_started",

@@ -100,6 +100,12 @@ FIELD_OVERRIDES: dict[tuple[type[Message], str], st.SearchStrategy[Any]] = {
         limits.heartbeat_interval_ms_min, limits.heartbeat_interval_ms_max
     ),
     (m.Status, "role"): st.sampled_from([int(role) for role in m.NodeRole]),
+    (m.Status, "peers_connected"): st.just(0),  # at most peers_total
+    (m.Status, "flags"): st.sampled_from([int(flag) for flag in m.StatusFlag]),
+    (m.NodeAdmin, "action"): st.sampled_from([int(action) for action in m.AdminAction]),
+    (m.NodeAdminResult, "action"): st.sampled_from([int(action) for action in m.AdminAction]),
+    (m.NodeAdminResult, "done"): st.integers(0, 1),
+    (m.HashAt, "kept"): st.integers(0, 1),
 }
 
 
@@ -223,7 +229,10 @@ def largest(cls: type[Message]) -> Message:
     values = {field.name: value(field) for field in cls.LAYOUT.fields}
     fixes = {
         m.Login: {"flags": int(m.LoginFlag.CANCEL_ON_DISCONNECT)},
-        m.Status: {"role": int(m.NodeRole.LEADER)},
+        m.Status: {"role": int(m.NodeRole.LEADER), "flags": int(m.StatusFlag.TRANSFERRING)},
+        m.NodeAdmin: {"action": int(m.AdminAction.TRANSFER)},
+        m.NodeAdminResult: {"action": int(m.AdminAction.TRANSFER), "done": 1},
+        m.HashAt: {"kept": 1},
         m.LoginAccepted: {"heartbeat_interval_ms": limits.heartbeat_interval_ms_max},
     }
     return cls(**(values | fixes.get(cls, {})))
@@ -405,7 +414,10 @@ def random_message(cls: type[Message], rng: random.Random) -> Message:
     message = cls(*values)
     fixes = {
         m.Login: {"flags": rng.randint(0, 1)},
-        m.Status: {"role": rng.randint(0, 2)},
+        m.Status: {"role": rng.randint(0, 2), "peers_connected": 0, "flags": rng.randint(0, 1)},
+        m.NodeAdmin: {"action": rng.randint(1, 2)},
+        m.NodeAdminResult: {"action": rng.randint(1, 2), "done": rng.randint(0, 1)},
+        m.HashAt: {"kept": rng.randint(0, 1)},
         m.LoginAccepted: {"heartbeat_interval_ms": limits.heartbeat_interval_ms_min},
         m.OperatorResult: {"event_count": 2**32 - 1},
     }
@@ -535,7 +547,7 @@ A_NONCE = bytes(range(32))
         (CLIENT, frame(0x40, bytes(12) + b"\x27\x11"), ErrorCode.VALUE_MUST_BE_IN_RANGE),
         (CLIENT, frame(0x43, bytes(17) + b"\x64"), ErrorCode.VALUE_MUST_BE_IN_RANGE),
         (CLIENT, frame(0x43, bytes(17) + b"\x00"), ErrorCode.BODY_MUST_MATCH_LAYOUT),
-        (CLIENT, frame(0x61, bytes(4 + 2) + b"\x03" + bytes(62)), ErrorCode.VALUE_MUST_BE_IN_RANGE),
+        (CLIENT, frame(0x61, bytes(4 + 2) + b"\x03" + bytes(81)), ErrorCode.VALUE_MUST_BE_IN_RANGE),
         (CLIENT, frame(0x03, bytes(32) + struct.pack(">I", 99)), ErrorCode.VALUE_MUST_BE_IN_RANGE),
         (
             SERVER,
@@ -700,7 +712,24 @@ huge_events = m.pack_msgpack_array([b"e" * 250] * 4_300)
         (SERVER, m.LoginRejected(1000, "x" * 257), ErrorCode.VALUE_MUST_BE_IN_RANGE),
         (SERVER, m.LoginRejected(1000, b"text"), ErrorCode.VALUE_MUST_BE_IN_RANGE),
         (SERVER, m.LoginAccepted(1, 1, 0, 0, 0), ErrorCode.VALUE_MUST_BE_IN_RANGE),
-        (SERVER, m.Status(1, 1, 3, 0, 0, 0, 0, bytes(32), 0), ErrorCode.VALUE_MUST_BE_IN_RANGE),
+        (
+            SERVER,
+            m.Status(1, 1, 3, 0, 0, 0, 0, bytes(32), 0, 0, 0, 0, 2, 0),
+            ErrorCode.VALUE_MUST_BE_IN_RANGE,
+        ),
+        (
+            SERVER,
+            m.Status(1, 1, 2, 0, 0, 0, 0, bytes(32), 0, 0, 0, 3, 2, 0),
+            ErrorCode.VALUE_MUST_BE_IN_RANGE,
+        ),
+        (
+            SERVER,
+            m.Status(1, 1, 2, 0, 0, 0, 0, bytes(32), 0, 0, 0, 2, 2, 2),
+            ErrorCode.VALUE_MUST_BE_IN_RANGE,
+        ),
+        (CLIENT, m.NodeAdmin(1, 3, 0), ErrorCode.VALUE_MUST_BE_IN_RANGE),
+        (SERVER, m.NodeAdminResult(1, 1, 2, 0, 0, 0, ""), ErrorCode.VALUE_MUST_BE_IN_RANGE),
+        (SERVER, m.HashAt(1, 1, 2, bytes(32), 0), ErrorCode.VALUE_MUST_BE_IN_RANGE),
         (
             SERVER,
             m.Book(1, 1, 1, 2, (m.BookLevel(1, 1, 1),) * 100, ()),

@@ -196,6 +196,8 @@ CODE_TABLES: list[tuple[str, type[Enum]]] = [
     ("### CancelReason (u8)", CancelReason),
     ("### MarketStatus (u8)", MarketStatus),
     ("### NodeRole (u8)", m.NodeRole),
+    ("### StatusFlag (u8 bits)", m.StatusFlag),
+    ("### AdminAction (u8)", m.AdminAction),
     ("### LoginFlag (u8 bits)", m.LoginFlag),
     ("### Reject (u16)", Reject),
 ]
@@ -207,7 +209,11 @@ CODE_TABLES: list[tuple[str, type[Enum]]] = [
 def test_each_code_table_matches_its_enum(heading: str, enum: type[Enum]) -> None:
     rows = table_after(heading)
     # Flags are documented bit by bit; their "no flags" member is 0.
-    members = [member for member in enum if member.value or enum not in (OrderFlag, m.LoginFlag)]
+    members = [
+        member
+        for member in enum
+        if member.value or enum not in (OrderFlag, m.LoginFlag, m.StatusFlag)
+    ]
     assert [(int(row[0]), row[1]) for row in rows] == [
         (int(member.value), str(member.name).lower()) for member in members
     ]
