@@ -305,7 +305,9 @@ class Client:
         an earlier connection and is still unanswered."""
         for pending in [*self._pending.values(), *self._queries.values()]:
             # Checked at each send: a caller may give up while an earlier resend is written.
-            if self._waited_for(pending) and pending.generation < self._generation:
+            # Generation 0: never sent yet; its own caller sends it once connected, so
+            # sending it here too would send it twice (a NodeAdmin would run twice).
+            if self._waited_for(pending) and 0 < pending.generation < self._generation:
                 pending.generation = self._generation
                 await self._send(pending.message)
 

@@ -87,43 +87,6 @@ def up(data_dir: Path | None, base_port: int) -> None:
     sys.exit(up_module.run(data_dir or up_module.default_data_dir(), base_port))
 
 
-@main.group()
-def admin() -> None:
-    """Operate a running cluster."""
-
-
-@admin.command("status")
-@click.option("--data", "data_dir", type=click.Path(path_type=Path), help=DATA_HELP)
-@click.option("--config", "config_path", type=click.Path(path_type=Path), help="a node's config")
-@click.option("--json", "as_json", is_flag=True, help="print one JSON array")
-@click.option("--watch", is_flag=True, help="refresh every second")
-def admin_status(
-    data_dir: Path | None, config_path: Path | None, as_json: bool, watch: bool
-) -> None:
-    """Role, term, indexes and state hash of every node."""
-    import time  # noqa: PLC0415
-
-    import trio  # noqa: PLC0415
-
-    from evx.tools import admin as admin_module  # noqa: PLC0415
-
-    try:
-        nodes = admin_module.cluster_nodes(data_dir, config_path)
-    except (FileNotFoundError, ValueError) as error:
-        raise click.ClickException(str(error)) from None
-    while True:
-        rows = trio.run(admin_module.statuses, nodes)
-        if as_json:
-            click.echo(admin_module.status_json(rows))
-        else:
-            if watch:
-                click.clear()
-            click.echo(admin_module.render_table(rows), nl=False)
-        if not watch:
-            sys.exit(0 if all(row.up for row in rows) else 1)
-        time.sleep(1)
-
-
 @bench.command("cluster")
 @click.option("--sessions", default=8, show_default=True, help="client sessions (one account each)")
 @click.option("--in-flight", default=8, show_default=True, help="commands in flight per session")
@@ -202,14 +165,16 @@ def demo(data_dir: Path | None, engine_only: bool, seed: int, steps: int) -> Non
     sys.exit(cluster_demo.main(data_dir or up_module.default_data_dir(), seed, steps))
 
 
-def _register_snapshot_tools() -> None:
+def _register_tools() -> None:
+    from evx.tools.admin_cli import admin  # noqa: PLC0415
     from evx.tools.snapshot_cli import replay_command, snapshot  # noqa: PLC0415
 
+    main.add_command(admin)
     main.add_command(snapshot)
     main.add_command(replay_command)
 
 
-_register_snapshot_tools()
+_register_tools()
 
 if __name__ == "__main__":
     main()

@@ -129,6 +129,34 @@ async def test_a_command_or_query_whose_caller_gave_up_is_never_resent() -> None
         nursery.cancel_scope.cancel()
 
 
+async def test_a_request_made_as_the_session_starts_is_sent_once() -> None:
+    """A query made right after connecting is sent by its caller; the resend that runs once
+    a session starts must not send it a second time (a NodeAdmin would run twice). Many
+    sessions, since which task trio runs first varies."""
+
+    async def script(peer: Peer) -> None:
+        await peer.accept_login()
+        while (message := await peer.receive()) is not None:
+            if isinstance(message, wire.QueryStatus):
+                await peer.send(
+                    wire.Status(message.request_id, 9, 2, 9, 1, 1, 1, bytes(32), 0, 0, 0, 0, 0, 0)
+                )
+
+    fake = FakeNode(script)
+    async with trio.open_nursery() as nursery:
+        address = await fake.start(nursery)
+        with trio.fail_after(TEST_TIMEOUT_S):
+            for _ in range(30):
+                async with Client([address], account_id=0, key=generate_private_key()) as client:
+                    await client.status()
+        sent = [
+            sum(isinstance(message, wire.QueryStatus) for message in peer.received)
+            for peer in fake.peers
+        ]
+        assert sent == [1] * 30, sent
+        nursery.cancel_scope.cancel()
+
+
 # -- A full node -----------------------------------------------------------------------------
 
 
