@@ -17,6 +17,7 @@ The state hash after each of the last `HASHES_KEPT` entries is kept, so that
 from __future__ import annotations
 
 import threading
+import time
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
@@ -35,6 +36,7 @@ class ExchangeResult:
     index: int
     origin: tuple[int, int]  # (node_id, batch_seq); (0, 0) for an entry that did not decode
     applied: AppliedBatch
+    apply_s: float = 0.0  # the engine's time on it (wall clock: for metrics, never state)
 
     def command_events(self, position: int) -> tuple[tuple[Any, ...], ...]:
         return self.applied.command_events(position)
@@ -71,10 +73,12 @@ class ExchangeMachine:
     def apply(self, index: int, entry: bytes) -> ExchangeResult:
         origin, batch = decode_entry(entry)
         with self.lock:
+            started = time.perf_counter()
             applied = self.engine.apply(batch)
+            apply_s = time.perf_counter() - started
             self._applied_index = index
             self._keep_hash(index, self.engine.state_hash)
-        return ExchangeResult(index, origin, applied)
+        return ExchangeResult(index, origin, applied, apply_s)
 
     @property
     def applied_index(self) -> int:

@@ -117,6 +117,7 @@ class GatewayStatistics:
     sessions: int = 0
     sessions_opened: int = 0
     throttled_messages: int = 0
+    sessions_throttled: int = 0  # sessions throttled at least once
     slow_consumers_cut: int = 0
     protocol_errors: int = 0
     outcome_unknown: int = 0
@@ -308,6 +309,7 @@ class Session:
         self._last_received = time.monotonic()
         self._tokens = float(gateway.limits.message_burst_max)
         self._tokens_at = time.monotonic()
+        self._throttled = False
         self.messages_in = 0
         self.messages_out = 0
         self._opened = time.monotonic()
@@ -454,6 +456,9 @@ class Session:
             self.close(ErrorCode.LOGIN_MUST_COME_ONCE, "already logged in", message.TYPE)
         if not self._take_token():
             self.gateway.statistics.throttled_messages += 1
+            if not self._throttled:
+                self._throttled = True
+                self.gateway.statistics.sessions_throttled += 1
             self._refuse(message, ErrorCode.MESSAGES_MUST_NOT_EXCEED_RATE, "throttled")
             return
         if isinstance(message, wire.ORDER_ENTRY):

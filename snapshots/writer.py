@@ -138,6 +138,7 @@ class SnapshotStatistics:
     last_pause_ms: float  # the fork: how long the tick thread stopped
     last_write_s: float  # the child's whole run, in the background
     writing: bool
+    last_created_unix_s: float  # when the newest snapshot was made (0: none)
 
 
 class NodeSnapshots:
@@ -172,6 +173,7 @@ class NodeSnapshots:
         self._failed = 0
         self._installed = 0
         self._last_index = loaded.index if loaded is not None else 0
+        self._last_created_s = loaded.created_unix_ms / 1000 if loaded is not None else 0.0
         self._last_bytes = 0
         self._last_pause_s = 0.0
         self._last_write_s = 0.0
@@ -274,6 +276,7 @@ class NodeSnapshots:
         sync_directory(self.transfer_path.parent)
         self._taken += 1
         self._last_index = writer.index
+        self._last_created_s = time.time()
         self._last_bytes = size
         self._last_pause_s = writer.pause_s
         self._last_write_s = write_s
@@ -324,6 +327,7 @@ class NodeSnapshots:
         self.loaded = header
         self._installed += 1
         self._last_index = header.index
+        self._last_created_s = header.created_unix_ms / 1000
         self._last_bytes = len(blob)
         log.warning(
             "snapshot_installed",
@@ -354,6 +358,7 @@ class NodeSnapshots:
             last_pause_ms=round(self._last_pause_s * 1000, 3),
             last_write_s=round(self._last_write_s, 3),
             writing=self._writer is not None,
+            last_created_unix_s=self._last_created_s,
         )
 
     def stop_writer(self) -> None:

@@ -79,7 +79,12 @@ def node(config_path: str) -> None:
 
 @main.command("up")
 @click.option("--data", "data_dir", type=click.Path(path_type=Path), help=DATA_HELP)
-@click.option("--base-port", default=7000, show_default=True, help="raft N+i, order entry N+100+i")
+@click.option(
+    "--base-port",
+    default=7000,
+    show_default=True,
+    help="raft N+i, order entry N+100+i, metrics N+200+i",
+)
 def up(data_dir: Path | None, base_port: int) -> None:
     """Start a three-node cluster on this machine with a demo market (Ctrl-C stops it)."""
     from evx.tools import up as up_module  # noqa: PLC0415

@@ -104,6 +104,7 @@ class NodeConfig:
     gateway: str
     peers: tuple[PeerConfig, ...]
     operator_keys: tuple[bytes, ...] = ()
+    metrics: str = ""  # "host:port" of the Prometheus endpoint; empty: none
     batching: BatchingConfig = field(default_factory=BatchingConfig)
     limits: GatewayLimits = field(default_factory=GatewayLimits)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
@@ -157,7 +158,11 @@ def parse(raw: dict[str, Any], path: Path) -> NodeConfig:
     node = raw.get("node")
     if not isinstance(node, dict):
         raise ConfigError(f"{path}: a [node] table is required")
-    _only(node, {"id", "data_dir", "secret_file", "operator_keys", "raft", "gateway"}, "[node]")
+    _only(
+        node,
+        {"id", "data_dir", "secret_file", "operator_keys", "raft", "gateway", "metrics"},
+        "[node]",
+    )
     base = path.parent
     try:
         node_id = _int(node, "id", "[node]")
@@ -177,6 +182,7 @@ def parse(raw: dict[str, Any], path: Path) -> NodeConfig:
             secret_file=(base / _str(node, "secret_file", "[node]")).resolve(),
             raft=_address(node, "raft", "[node]"),
             gateway=_address(node, "gateway", "[node]"),
+            metrics=_address(node, "metrics", "[node]") if "metrics" in node else "",
             peers=peers,
             operator_keys=tuple(
                 _hex_key(key, "[node] operator_keys") for key in node.get("operator_keys", [])
@@ -199,6 +205,7 @@ def _check(config: NodeConfig) -> None:
     if len(set(ids)) != len(ids) or min(ids) < 1 or max(ids) > 65_535:
         raise ConfigError(f"{config.path}: node ids must be distinct, from 1 to 65535: {ids}")
     addresses = [node.raft for node in nodes] + [node.gateway for node in nodes]
+    addresses += [config.metrics] if config.metrics else []
     if len(set(addresses)) != len(addresses):
         raise ConfigError(f"{config.path}: an address is used twice: {addresses}")
     if len(nodes) not in (1, 3, 5):
@@ -289,6 +296,8 @@ def render(config: NodeConfig) -> str:
         f'raft = "{config.raft}"',
         f'gateway = "{config.gateway}"',
     ]
+    if config.metrics:
+        lines.append(f'metrics = "{config.metrics}"')
     for peer in config.peers:
         lines += [
             "",

@@ -65,6 +65,7 @@ def create(
     host: str = "127.0.0.1",
     logging: LoggingConfig | None = None,
     snapshots: SnapshotSettings | None = None,
+    metrics_ports: list[int] | None = None,
 ) -> ClusterLayout:
     """Make a new cluster's folder; refuses to overwrite one."""
     layout = ClusterLayout(data_dir.resolve())
@@ -92,6 +93,7 @@ def create(
             gateway=node.gateway,
             peers=tuple(peer for peer in nodes if peer is not node),
             operator_keys=(public_bytes(operator),),
+            metrics=f"{host}:{metrics_ports[node.node_id - 1]}" if metrics_ports else "",
         )
         if logging is not None:
             config = replace(config, logging=logging)

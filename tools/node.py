@@ -47,7 +47,9 @@ from evx.snapshots.recovery import REFUSED_NAME, audit_in_background, recover, r
 from evx.snapshots.writer import EXIT_SNAPSHOT_FAILED, NodeSnapshots
 
 from . import logs
+from . import metrics as metrics_module
 from .config import NodeConfig
+from .metrics import NodeMetrics
 
 log = logs.get("evx.node")
 
@@ -133,6 +135,7 @@ async def run_node(
     )
     gateway = Gateway(machine, batcher, node_view, config.limits, config.operator_keys)
     bridge.on_applied(gateway.on_applied)
+    raft_built: list[RaftNode] = []
 
     def installed(index: int, engine: Engine) -> None:  # tick thread
         bridge.applied_in_raft_thread(index, StateInstalled(index, account_seqs(engine)))
@@ -148,6 +151,14 @@ async def run_node(
         loaded=recovered.header,
         on_installed=installed,
     )
+    metrics = NodeMetrics(
+        config.node_id,
+        gateway,
+        batcher,
+        lambda: raft_built[0] if raft_built else None,
+        snapshots,
+    )
+    bridge.on_applied(metrics.on_applied)  # before the Raft node starts: it sees the replay
     # Built on this thread: pysyncobj's tick thread stops when the thread that built the
     # node ends, so it must not be one of trio's worker threads.
     raft = RaftNode(
@@ -158,6 +169,7 @@ async def run_node(
         journal=journal,
     )
     bridge.proposer = raft
+    raft_built.append(raft)
     node_view.raft_status = raft.status
     node_view.ready = raft.isReady
     node_view.last_snapshot_index = lambda: snapshots.statistics().last_index
@@ -169,11 +181,13 @@ async def run_node(
         node_view.last_snapshot_index,
     )
     host, port = split_address(config.gateway)
+    metrics_server = metrics_module.serve(metrics, config.metrics) if config.metrics else None
     log.info(
         "node_started",
         node_id=config.node_id,
         raft=config.raft,
         gateway=config.gateway,
+        metrics=config.metrics or None,
         data_dir=str(config.data_dir),
         snapshot_index=machine.applied_index,
         recovery_s=round(recovered.seconds, 3),
@@ -203,6 +217,9 @@ async def run_node(
     finally:
         with trio.CancelScope(shield=True):
             await trio.to_thread.run_sync(raft.destroy_synchronous)
+        if metrics_server is not None:
+            metrics_server.shutdown()
+            metrics_server.server_close()
         snapshots.stop_writer()
         os.close(lock_fd)
         log.info(

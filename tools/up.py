@@ -39,7 +39,8 @@ def ensure_layout(data_dir: Path, base_port: int, nodes: int = 3) -> layouts.Clu
         return layout
     raft = [base_port + number for number in range(1, nodes + 1)]
     gateway = [base_port + 100 + number for number in range(1, nodes + 1)]
-    return layouts.create(data_dir, raft, gateway)
+    metrics = [base_port + 200 + number for number in range(1, nodes + 1)]
+    return layouts.create(data_dir, raft, gateway, metrics_ports=metrics)
 
 
 @contextmanager
@@ -130,6 +131,8 @@ def describe(layout: layouts.ClusterLayout) -> str:
         f"  status:     evx admin status --data {layout.data_dir}",
         f"  traders:    evx demo --data {layout.data_dir}",
         f"  node logs:  {layout.data_dir}/node*.log",
+        "  metrics:    "
+        + (", ".join(f"http://{c.metrics}/metrics" for c in configs if c.metrics) or "none"),
         "  Ctrl-C stops the cluster; `evx up` on the same folder resumes it.",
     ]
     return "\n".join(lines)

@@ -18,9 +18,11 @@ from evx.tools.node import RunningNode, run_node
 from .counter import free_ports
 
 
-def single_node_layout(tmp_path: Path, **limits: object) -> ClusterLayout:
-    raft, gateway = free_ports(2)
-    layout = create(tmp_path / "cluster", [raft], [gateway])
+def single_node_layout(tmp_path: Path, *, metrics: bool = False, **limits: object) -> ClusterLayout:
+    raft, gateway, metrics_port = free_ports(3)
+    layout = create(
+        tmp_path / "cluster", [raft], [gateway], metrics_ports=[metrics_port] if metrics else None
+    )
     if limits:
         path = layout.config_paths()[0]
         config = load(path)
