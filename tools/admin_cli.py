@@ -407,7 +407,9 @@ def _status_command(name: str, status: MarketStatus, help_text: str) -> None:
 
 
 _status_command("open", MarketStatus.OPEN, "Open MARKET_ID for trading (from proposed).")
-_status_command("halt", MarketStatus.HALTED, "Halt MARKET_ID: orders rest, nothing trades.")
+_status_command(
+    "halt", MarketStatus.HALTED, "Halt MARKET_ID: resting orders stay; only cancels are taken."
+)
 _status_command("resume", MarketStatus.OPEN, "Resume a halted MARKET_ID.")
 _status_command(
     "close", MarketStatus.CLOSED, "Close MARKET_ID: resting orders are cancelled, await settle."

@@ -4,6 +4,7 @@ snapshot, `evx replay` agrees with the live nodes, and one data folder has one n
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -19,6 +20,7 @@ from evx.replication.journal import read_entries
 from evx.snapshots.replay import replay
 from evx.snapshots.store import SnapshotStore
 from evx.snapshots.writer import EXIT_SNAPSHOT_FAILED
+from evx.tools import admin
 from evx.tools.config import SnapshotSettings
 from support.processes import ProcessCluster
 from support.snapshot_logs import apply_through, journal_entries, snapshot_at
@@ -145,3 +147,32 @@ async def test_a_snapshot_that_fails_its_audit_stops_the_node_once(tmp_path: Pat
         assert '"check": "audit"' in single.log(1)
     finally:
         single.stop_all()
+
+
+async def test_a_dead_node_replaced_by_an_empty_one_catches_up_to_the_same_hash(
+    cluster: ProcessCluster,
+) -> None:
+    """The runbook's "replace a dead node" (docs/operations.md): node lost with its disk,
+    the two others agree and lag 0, an empty node with the same config starts; it installs
+    the leader's snapshot, replays the rest, and `evx admin verify` passes."""
+    leader = await cluster.wait_leader()
+    market, traders = await cluster.open_market(["maker"])
+    maker_id, maker_key = traders["maker"]
+    dead = next(node for node in cluster.node_ids if node != leader)
+    survivors = [node for node in cluster.node_ids if node != dead]
+    async with Client(cluster.addresses(leader), account_id=maker_id, key=maker_key) as maker:
+        acked = await _place(maker, market, 20)
+        cluster.kill(dead)
+        shutil.rmtree(cluster.configs[dead - 1].data_dir)  # the disk is gone
+        acked += await _place(maker, market, 2 * EVERY)
+        rows = await admin.statuses(admin.cluster_nodes(cluster.layout.data_dir, None))
+        assert all(row.lag == 0 for row in rows if row.node in survivors)
+        cluster.start(dead)
+        await cluster.wait_converged(timeout_s=60)
+        assert "snapshot_installed" in cluster.log(dead)
+        result = await admin.verify(admin.cluster_nodes(cluster.layout.data_dir, None))
+        assert result.agree, result
+        async with Client(cluster.addresses(dead), account_id=maker_id, key=maker_key) as view:
+            assert view.node == cluster.address(dead)
+            orders = await view.open_orders(min_applied_index=maker.applied_index)
+            assert sorted(order.order_id for order in orders.orders) == sorted(acked)
