@@ -59,6 +59,7 @@ logger = structlog.get_logger("evx.replication")
 EXIT_APPLY_FAILED = 70
 EXIT_JOURNAL_FAILED = 71
 EXIT_GATEWAY_FAILED = 73  # handling an applied entry on the trio side failed (72: snapshots)
+EXIT_RAFT_PORT_UNAVAILABLE = 74  # the peer port could not be bound
 ROLE_NAMES = {0: "follower", 1: "candidate", 2: "leader"}
 
 
@@ -108,6 +109,7 @@ class RaftConfig:
     tick_s: float = 0.02  # the tick thread's longest sleep waiting for sockets
     entry_bytes_max: int = 4 * 1024 * 1024  # larger entries are refused, never split
     flush_journal: bool = True  # False only to measure what durability costs
+    bind_attempts_max: int = 10  # one a second; then the node stops (pysyncobj: forever)
     # With SnapshotHooks: the file a follower that fell behind is sent, and when to take
     # a snapshot (more entries than this in the log, or this long since the last one).
     transfer_path: str | None = None
@@ -438,6 +440,24 @@ class _GuardedTransport(TCPTransport):
 
     def send_now(self, node: Any, message: Any) -> bool:
         return super().send(node, message)
+
+    def _maybeBind(self) -> None:  # noqa: N802 - pysyncobj's
+        """pysyncobj retries a peer port it cannot bind forever, silently: here each
+        failure is logged, and after `bind_attempts_max` the node stops (exit 74)."""
+        attempts = self._bindAttempts
+        super()._maybeBind()
+        if self._bindAttempts == attempts:
+            return
+        config = self._evx_node._config
+        logger.warning(
+            "raft_port_bind_failed", address=config.self_address, attempt=self._bindAttempts
+        )
+        if self._bindAttempts >= config.bind_attempts_max:
+            stop_node(
+                f"cannot listen on the peer port {config.self_address} (in use, or not an "
+                "address of this machine)",
+                EXIT_RAFT_PORT_UNAVAILABLE,
+            )
 
 
 _factory_lock = threading.Lock()

@@ -3,6 +3,7 @@ and the death of every node; a client fails over and misses nothing."""
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,8 @@ import trio
 from evx.core import Side, TimeInForce
 from evx.gateway import messages as wire
 from evx.gateway.client import Client
+from evx.replication.raft import EXIT_RAFT_PORT_UNAVAILABLE
+from evx.tools.node import split_address
 from support.processes import ProcessCluster
 
 
@@ -88,3 +91,26 @@ async def test_killing_every_node_after_acknowledgements_loses_nothing(
         with trio.move_on_after(0.5):
             async for report in maker.reports():
                 raise AssertionError(f"a report after {last_seq} that should not exist: {report}")
+
+
+async def test_a_node_that_cannot_bind_its_peer_port_says_so_and_stops(tmp_path: Path) -> None:
+    """pysyncobj would retry the bind forever without a word; the node logs each failure
+    and stops with exit code 74."""
+    cluster = ProcessCluster(tmp_path)
+    host, port = split_address(cluster.configs[0].raft)
+    squatter = socket.socket()
+    try:
+        squatter.bind((host, port))
+        squatter.listen()
+        cluster.start(1)
+        process = cluster.processes[1]
+        with trio.fail_after(60):
+            while process.poll() is None:
+                await trio.sleep(0.2)
+        assert process.returncode == EXIT_RAFT_PORT_UNAVAILABLE
+        log = cluster.log(1)
+        assert log.count("raft_port_bind_failed") == 10
+        assert f"cannot listen on the peer port {host}:{port}" in log
+    finally:
+        squatter.close()
+        cluster.stop_all()
