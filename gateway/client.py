@@ -307,6 +307,10 @@ class Client:
             # Checked at each send: a caller may give up while an earlier resend is written.
             # Generation 0: never sent yet; its own caller sends it once connected, so
             # sending it here too would send it twice (a NodeAdmin would run twice).
+            # A NodeAdmin acts on the node it was sent to, which may have run it: never
+            # resent (its caller times out and looks at the cluster instead).
+            if isinstance(pending.message, wire.NodeAdmin):
+                continue
             if self._waited_for(pending) and 0 < pending.generation < self._generation:
                 pending.generation = self._generation
                 await self._send(pending.message)
@@ -595,6 +599,14 @@ async def _ask_before_login(
                     return event
         finally:
             await trio.aclose_forcefully(stream)
+
+
+def sole_exception(error: BaseException) -> BaseException:
+    """The one exception inside nested exception groups (as a nursery wraps what its task
+    raised), or `error` itself when it holds more than one or is not a group."""
+    while isinstance(error, BaseExceptionGroup) and len(error.exceptions) == 1:
+        error = error.exceptions[0]
+    return error
 
 
 def _only_client_error(group: BaseExceptionGroup) -> ClientError | None:

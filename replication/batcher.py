@@ -35,6 +35,8 @@ import trio
 
 from .bridge import Bridge
 
+NOT_LEADER = 4  # pysyncobj's FAIL_REASON.NOT_LEADER: refused before anything was appended
+
 
 class AppliedEntry(Protocol):
     """What a state machine returns for an applied entry, as far as the batcher cares."""
@@ -54,6 +56,7 @@ class BatcherConfig:
     clock_tick_ms: int = 100
     propose_timeout_s: float = 5.0
     late_entries_max: int = 4_096  # entries given up on, still watched for in case they apply
+    refused_retries_max: int = 100  # re-proposals of an entry the leader refused unseen
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,7 +78,7 @@ UNKNOWN = Outcome(0, ())
 class Ticket:
     """One submitted command, until its outcome is known (or known to be unknown)."""
 
-    __slots__ = ("_done", "command", "on_done", "outcome", "size")
+    __slots__ = ("_done", "command", "on_done", "outcome", "refusals", "size")
 
     def __init__(
         self, command: tuple[Any, ...], on_done: Callable[[Outcome], None] | None = None
@@ -83,6 +86,7 @@ class Ticket:
         self.command = command
         self.size = len(msgpack.packb(command, use_bin_type=True))
         self.on_done = on_done
+        self.refusals = 0  # times a leader refused its entry without appending it
         self.outcome: Outcome | None = None
         self._done = trio.Event()
 
@@ -125,6 +129,7 @@ class Batcher:
         self._pending: deque[Ticket] = deque()
         self._wake = trio.Event()
         self._in_flight: dict[int, list[Ticket]] = {}  # batch_seq -> its tickets
+        self._in_flight_commands = 0  # read by other threads (metrics): kept as one int
         # Entries whose proposal failed (the outcome was reported unknown) but that may
         # still be applied: if one is, its tickets learn their real outcome after all.
         self._late: dict[int, list[Ticket]] = {}
@@ -191,6 +196,7 @@ class Batcher:
         batch_seq = self._next_seq
         self._next_seq += 1
         self._in_flight[batch_seq] = tickets
+        self._in_flight_commands += len(tickets)
         entry = msgpack.packb(
             [self._config.node_id, batch_seq, self._clock_ms(), [t.command for t in tickets]],
             use_bin_type=True,
@@ -202,10 +208,26 @@ class Batcher:
             self._clock_entries += 1
         try:
             proposal = await self._bridge.propose(entry, self._config.propose_timeout_s)
-            if not proposal.applied:
+            if proposal.reason == NOT_LEADER:
+                # Refused by a node that was not (or no longer) leading, before it appended
+                # anything (a leader handing over refuses forwarded entries so): certainly
+                # not applied, so the commands go back to the front of the queue.
+                tickets = self._pop_in_flight(batch_seq) or []
+                retry = [ticket for ticket in tickets if ticket.outcome is None]
+                for ticket in retry:
+                    ticket.refusals += 1
+                if retry and max(t.refusals for t in retry) <= self._config.refused_retries_max:
+                    await trio.sleep(self._config.window_ms / 1_000)  # not a tight loop
+                    self._pending.extendleft(reversed(retry))
+                    self._wake.set()
+                    return
+                for ticket in retry:
+                    self._unknown += 1
+                    ticket._finish(UNKNOWN)
+            elif not proposal.applied:
                 # The entry may still be applied later (it was handed to a leader that
                 # then lost office): its commands are unknown now, and watched for.
-                tickets = self._in_flight.pop(batch_seq, None)
+                tickets = self._pop_in_flight(batch_seq)
                 if tickets is not None:
                     self._late[batch_seq] = tickets
                     if len(self._late) > self._config.late_entries_max:
@@ -213,24 +235,28 @@ class Batcher:
                     for ticket in tickets:
                         self._unknown += 1
                         ticket._finish(UNKNOWN)
-                if not self._in_flight:
-                    self._drained.set()
         finally:
             self._room.release()
+            if self._room.value == self._config.in_flight_max:
+                self._drained.set()
+
+    def _pop_in_flight(self, batch_seq: int) -> list[Ticket] | None:
+        tickets = self._in_flight.pop(batch_seq, None)
+        if tickets is not None:
+            self._in_flight_commands -= len(tickets)
+        return tickets
 
     def _on_applied(self, index: int, result: Any) -> None:
         origin = getattr(result, "origin", None)
         if origin is None or origin[0] != self._config.node_id:
             return
-        tickets = self._in_flight.pop(origin[1], None)
+        tickets = self._pop_in_flight(origin[1])
         if tickets is None:
             tickets = self._late.pop(origin[1], None)
         if tickets is None:
             return  # an entry of an earlier run of this node, or forgotten long ago
         for position, ticket in enumerate(tickets):
             ticket._finish(Outcome(index, result.command_events(position)))
-        if not self._in_flight:
-            self._drained.set()
 
     async def _clock(self, nursery: trio.Nursery) -> None:
         tick_s = self._config.clock_tick_ms / 1_000
@@ -240,6 +266,9 @@ class Batcher:
             due = idle_ms >= self._config.clock_tick_ms and not self._paused
             if due and self._is_leader():
                 await self._room.acquire()
+                if self._paused:  # paused while waiting for room
+                    self._room.release()
+                    continue
                 self._last_proposed_ms = time.monotonic() * 1_000
                 nursery.start_soon(self._propose, [])
 
@@ -259,15 +288,17 @@ class Batcher:
         return self._paused
 
     async def drain(self) -> None:
-        """Return once no entry of this node is in flight (applied or given up)."""
-        while self._in_flight:
+        """Return once no entry of this node is in flight (applied or given up): every
+        room taken is given back, so no proposal is between taking it and finishing."""
+        await trio.lowlevel.checkpoint()  # a proposal started just now registers first
+        while self._room.value < self._config.in_flight_max:
             self._drained = trio.Event()
             await self._drained.wait()
 
     @property
     def waiting(self) -> int:
         """Commands submitted and not yet applied or given up: queued or in flight."""
-        return len(self._pending) + sum(len(tickets) for tickets in self._in_flight.values())
+        return len(self._pending) + self._in_flight_commands
 
     def statistics(self) -> BatcherStatistics:
         return BatcherStatistics(

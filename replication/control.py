@@ -8,8 +8,9 @@ what happened or why nothing did; neither raises for a refusal.
 
 A planned transfer, on the leader:
 1. intake pauses: the batcher proposes nothing more (commands queue in it), and commands
-   that followers forward are answered NOT_LEADER (their clients resend them to the next
-   leader), so the log stops growing;
+   that followers forward are answered NOT_LEADER before anything is appended (their
+   node's batcher proposes them again until the new leader takes them), so the log stops
+   growing;
 2. this node's entries in flight are applied;
 3. pysyncobj is asked to transfer (Raft's TimeoutNow), which it allows only once the
    target holds every entry: asked again each tick until then;
@@ -17,7 +18,9 @@ A planned transfer, on the leader:
 5. as soon as this node sees another leader, intake resumes: what queued here is proposed
    and forwarded to the new leader.
 The pause, from 1 to 5, is what `elapsed_us` reports. If anything takes longer than the
-deadline, intake resumes and the transfer is reported as not done.
+deadline, intake resumes and the transfer is reported as not done: before the target was
+told to stand, nothing changed (a request still queued for the tick thread is dropped);
+after, it may still win its election, and the text says so.
 """
 
 from __future__ import annotations
@@ -104,13 +107,16 @@ class NodeControl:
         started = time.perf_counter()
         self._batcher.pause()
         self._raft.set_transferring(True)
+        asked = [True]  # cleared when this transfer ends: a late tick call then sends nothing
+        told = False  # the target was told to stand (TimeoutNow sent)
         try:
             with trio.move_on_after(timeout_s):
                 await self._batcher.drain()
-                reason = await self._ask_until_caught_up(target)
+                reason = await self._ask_until_caught_up(target, lambda: asked[0])
                 if reason != FAIL_REASON.SUCCESS:
                     refused = FAIL_REASON_NAMES.get(reason, str(reason))
                     return AdminOutcome(False, f"pysyncobj refused the transfer: {refused}")
+                told = True
                 new_leader = await self._new_leader(status.address)
                 elapsed_us = int((time.perf_counter() - started) * 1_000_000)
                 node_id = self._ids.get(new_leader, 0)
@@ -120,21 +126,29 @@ class NodeControl:
                     node_id=node_id,
                     elapsed_us=elapsed_us,
                 )
+            if told:
+                return AdminOutcome(
+                    False,
+                    f"the target was told to stand but no new leader was seen within "
+                    f"{timeout_s:g} s: leadership may still move (see evx admin status); "
+                    "intake resumed here",
+                )
             return AdminOutcome(
                 False,
-                f"leadership did not move within {timeout_s:g} s (a follower may be behind "
-                "or cut off): intake resumed here",
+                f"the target did not catch up within {timeout_s:g} s (behind, or cut off): "
+                "nothing changed, intake resumed here",
             )
         finally:
+            asked[0] = False
             self._raft.set_transferring(False)
             self._batcher.resume()
             self._busy = False
 
-    async def _ask_until_caught_up(self, target: str | None) -> int:
+    async def _ask_until_caught_up(self, target: str | None, wanted: Callable[[], bool]) -> int:
         """pysyncobj's transfer, asked each tick while it is refused because the target
         has not got every entry yet; the first other answer."""
         while True:
-            reason = await self._ask_once(target)
+            reason = await self._ask_once(target, wanted)
             if reason != FAIL_REASON.REQUEST_DENIED:
                 return reason
             status = self._status()
@@ -142,9 +156,9 @@ class NodeControl:
                 return FAIL_REASON.NOT_LEADER
             await trio.sleep(_POLL_S)
 
-    async def _ask_once(self, target: str | None) -> int:
+    async def _ask_once(self, target: str | None, wanted: Callable[[], bool]) -> int:
         reason: int = await self._bridge.ask(
-            lambda reply: self._raft.transfer_leadership(target, reply)
+            lambda reply: self._raft.transfer_leadership(target, reply, wanted)
         )
         return reason
 

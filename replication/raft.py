@@ -178,7 +178,6 @@ class RaftStatus:
     applied_index: int  # of the state machine: the index its state_hash belongs to
     state_hash: bytes
     journal_syncs: int
-    match_indexes: tuple[tuple[str, int], ...] = ()  # the leader's view of each peer
     transferring: bool = False  # refusing new entries while leadership moves
 
 
@@ -270,8 +269,8 @@ class RaftNode(SyncObj):
 
     def _refuse_forwarded_command(self, node: Any, message: Any) -> bool:
         """While leadership moves, the log is frozen: a command a follower forwards is
-        answered NOT_LEADER at once (its batcher reports the outcome unknown, and the
-        client resends it to whoever leads next) instead of being appended. True: refused."""
+        answered NOT_LEADER at once, before anything is appended (its node's batcher
+        proposes it again, and it reaches whoever leads next). True: refused."""
         if not self._transferring or type(message) is not dict:
             return False
         if message.get("type") != "apply_command":
@@ -315,13 +314,6 @@ class RaftNode(SyncObj):
                 if key.startswith("partner_node_status_server_") and value == 2
             )
         )
-        matches = tuple(
-            sorted(
-                (key.removeprefix("match_idx_server_"), value)
-                for key, value in raw.items()
-                if key.startswith("match_idx_server_")
-            )
-        )
         assert self._journal is not None
         status = RaftStatus(
             address=self._config.self_address,
@@ -337,7 +329,6 @@ class RaftNode(SyncObj):
             applied_index=self._machine.applied_index,
             state_hash=self._machine.state_hash,
             journal_syncs=self._journal.statistics().syncs,
-            match_indexes=matches,
             transferring=self._transferring,
         )
         with self._status_lock:
@@ -362,12 +353,22 @@ class RaftNode(SyncObj):
         commands are refused meanwhile (the local batcher is paused by the caller)."""
         self._transferring = transferring
 
-    def transfer_leadership(self, target: str | None, callback: Callable[[int], None]) -> None:
+    def transfer_leadership(
+        self,
+        target: str | None,
+        callback: Callable[[int], None],
+        wanted: Callable[[], bool] = lambda: True,
+    ) -> None:
         """Ask pysyncobj to hand leadership to `target` (None: the most caught-up peer);
         `callback(fail_reason)` runs on the tick thread. SUCCESS only means that the target
-        was caught up and told to stand: the caller watches the status for the new leader."""
+        was caught up and told to stand: the caller watches the status for the new leader.
+        `wanted()` is asked on the tick thread first: a caller that gave up meanwhile gets
+        REQUEST_DENIED and nothing is sent."""
 
         def call() -> None:
+            if not wanted():
+                callback(FAIL_REASON.REQUEST_DENIED)
+                return
             self.transferLeadership(target, lambda _result, reason: callback(reason))
 
         self.call_on_tick(call)

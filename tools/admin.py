@@ -23,7 +23,7 @@ import trio
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from evx.gateway import messages as wire
-from evx.gateway.client import Client, query_hash, query_status
+from evx.gateway.client import Client, query_hash, query_status, sole_exception
 
 from . import layout as layouts
 from .config import NodeConfig, PeerConfig, load
@@ -281,8 +281,13 @@ async def node_admin(
 ) -> AdminResult:
     """One NodeAdmin on `peer`, over an operator session to that node only."""
     host, port = split_address(peer.gateway)
-    async with Client([(host, port)], account_id=0, key=key, request_timeout_s=timeout_s) as c:
-        answer = await c.node_admin(int(action), target)
+    try:
+        # The whole exchange is bounded: connecting to a node that is down retries forever.
+        with trio.fail_after(timeout_s):
+            async with Client([(host, port)], account_id=0, key=key) as client:
+                answer = await client.node_admin(int(action), target)
+    except BaseExceptionGroup as group:
+        raise sole_exception(group) from None
     return AdminResult(
         node=peer.node_id,
         done=bool(answer.done),
@@ -321,16 +326,20 @@ async def transfer(
 
 
 async def snapshot(
-    nodes: list[PeerConfig], key: Ed25519PrivateKey, which: int = 0
+    nodes: list[PeerConfig], key: Ed25519PrivateKey, which: int = 0, timeout_s: float = 90.0
 ) -> list[AdminResult]:
     """A snapshot now on node `which` (0: on every node), one after the other."""
     chosen = [peer for peer in nodes if which in (0, peer.node_id)]
     if not chosen:
         raise ValueError(f"no node {which} in the cluster")
+    up = {row.node for row in await statuses(chosen) if row.up}
     results = []
     for peer in chosen:
+        if peer.node_id not in up:
+            results.append(AdminResult(peer.node_id, False, "down: it does not answer"))
+            continue
         try:
-            results.append(await node_admin(peer, key, wire.AdminAction.SNAPSHOT))
+            results.append(await node_admin(peer, key, wire.AdminAction.SNAPSHOT, 0, timeout_s))
         except (OSError, trio.TooSlowError) as error:  # a node down: the others still run
             results.append(AdminResult(peer.node_id, False, f"down ({type(error).__name__})"))
     return results

@@ -43,6 +43,12 @@ EXIT_UNREACHABLE = 4
 T = TypeVar("T")
 
 
+class UsageProblem(click.ClickException):
+    """Something on the command line or in the files it names: nothing was sent (exit 2)."""
+
+    exit_code = 2
+
+
 def _where(function: Callable[..., Any]) -> Callable[..., Any]:
     function = click.option(
         "--config", "config_path", type=click.Path(path_type=Path), help="a node's config"
@@ -70,7 +76,7 @@ def _nodes(data_dir: Path | None, config_path: Path | None) -> list[Any]:
     try:
         return admin.cluster_nodes(data_dir, config_path)
     except (FileNotFoundError, ValueError) as error:
-        raise click.ClickException(str(error)) from None
+        raise UsageProblem(str(error)) from None
 
 
 def _key(data_dir: Path | None, operator_key: Path | None) -> Any:
@@ -80,7 +86,7 @@ def _key(data_dir: Path | None, operator_key: Path | None) -> Any:
     try:
         return read_private_key(path)
     except (OSError, ValueError) as error:
-        raise click.ClickException(f"cannot read the operator key {path}: {error}") from None
+        raise UsageProblem(f"cannot read the operator key {path}: {error}") from None
 
 
 def _run(call: Callable[[], Awaitable[T]]) -> T:
@@ -88,12 +94,17 @@ def _run(call: Callable[[], Awaitable[T]]) -> T:
     is exit 4, said in one line."""
     import trio  # noqa: PLC0415
 
-    from evx.gateway.client import ClientError  # noqa: PLC0415
+    from evx.gateway.client import ClientError, sole_exception  # noqa: PLC0415
 
     try:
         return trio.run(call)
-    except (ClientError, OSError, trio.TooSlowError) as error:
+    except BaseException as raised:
+        error = sole_exception(raised)
+        if not isinstance(error, ClientError | OSError | trio.TooSlowError):
+            raise
         text = str(error) or type(error).__name__
+        if isinstance(error, trio.TooSlowError):
+            text = "no node answered in time (down, or unreachable from here)"
         click.echo(f"error: could not do it on the cluster: {text}", err=True)
         sys.exit(EXIT_UNREACHABLE)
 
@@ -184,10 +195,9 @@ def snapshot(
 
     nodes = _nodes(data_dir, config_path)
     key = _key(data_dir, operator_key)
-    try:
-        results = _run(lambda: cluster.snapshot(nodes, key, which))
-    except ValueError as error:
-        raise click.ClickException(str(error)) from None
+    if which and which not in [peer.node_id for peer in nodes]:
+        raise UsageProblem(f"no node {which} in the cluster")
+    results = _run(lambda: cluster.snapshot(nodes, key, which))
     if as_json:
         click.echo(json.dumps([result.as_dict() for result in results]))
     else:
@@ -206,10 +216,14 @@ def _operate(
     as_json: bool,
     command: Any,
 ) -> None:
+    from . import admin as cluster  # noqa: PLC0415
     from . import operations  # noqa: PLC0415
 
     nodes = _nodes(data_dir, config_path)
     key = _key(data_dir, operator_key)
+    if not any(row.up for row in _run(lambda: cluster.statuses(nodes))):
+        click.echo("error: no node of the cluster answers: nothing was sent", err=True)
+        sys.exit(EXIT_UNREACHABLE)
     result = _run(lambda: operations.operate(nodes, key, command))
     if as_json:
         click.echo(json.dumps(result.as_dict()))

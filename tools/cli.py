@@ -73,7 +73,12 @@ def node(config_path: str) -> None:
 
     try:
         node_module.main(config_path)
-    except (ConfigError, node_module.DataDirInUseError, JournalCorruptError) as error:
+    except (
+        ConfigError,
+        node_module.DataDirInUseError,
+        node_module.MetricsPortError,
+        JournalCorruptError,
+    ) as error:
         raise click.ClickException(str(error)) from None
 
 

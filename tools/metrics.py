@@ -100,7 +100,7 @@ class NodeMetrics(Collector):
         rejects = CounterMetricFamily(
             "evx_rejects", "Commands the engine refused, by reason", labels=["reason"]
         )
-        for code, count in sorted(self.rejects.items()):
+        for code, count in sorted(dict(self.rejects).items()):  # a copy: trio adds to it
             rejects.add_metric([_reason_name(code)], count)
         yield rejects
 

@@ -159,6 +159,13 @@ async def run_node(
         snapshots,
     )
     bridge.on_applied(metrics.on_applied)  # before the Raft node starts: it sees the replay
+    metrics_server = None
+    if config.metrics:  # bound before anything starts: a port in use stops the start cleanly
+        try:
+            metrics_server = metrics_module.serve(metrics, config.metrics)
+        except OSError as error:
+            os.close(lock_fd)
+            raise MetricsPortError(f"cannot serve metrics on {config.metrics}: {error}") from None
     # Built on this thread: pysyncobj's tick thread stops when the thread that built the
     # node ends, so it must not be one of trio's worker threads.
     raft = RaftNode(
@@ -181,7 +188,6 @@ async def run_node(
         node_view.last_snapshot_index,
     )
     host, port = split_address(config.gateway)
-    metrics_server = metrics_module.serve(metrics, config.metrics) if config.metrics else None
     log.info(
         "node_started",
         node_id=config.node_id,
@@ -232,6 +238,10 @@ async def run_node(
 
 class DataDirInUseError(RuntimeError):
     """Another process holds this node's data folder."""
+
+
+class MetricsPortError(RuntimeError):
+    """The metrics address cannot be listened on."""
 
 
 def lock_data_dir(config: NodeConfig) -> int:

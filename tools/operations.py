@@ -18,6 +18,7 @@ import re
 from dataclasses import asdict, dataclass
 from typing import Any
 
+import trio
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from evx.core import (
@@ -35,7 +36,7 @@ from evx.core import (
     Reject,
     Withdrawn,
 )
-from evx.gateway.client import Client
+from evx.gateway.client import Client, sole_exception
 
 from .config import PeerConfig
 from .node import split_address
@@ -85,8 +86,13 @@ async def operate(
 ) -> OperationResult:
     """Send one operator command to the cluster and describe what it did."""
     addresses = [split_address(peer.gateway) for peer in nodes]
-    async with Client(addresses, account_id=0, key=key, request_timeout_s=timeout_s) as client:
-        answer = await client.operate(command)
+    try:
+        # The whole exchange is bounded: with every node down the client retries forever.
+        with trio.fail_after(timeout_s):
+            async with Client(addresses, account_id=0, key=key) as client:
+                answer = await client.operate(command)
+    except BaseExceptionGroup as group:
+        raise sole_exception(group) from None
     events = [EVENTS.from_canonical(value) for value in answer.event_values()]
     return describe(command, answer.applied_index, answer.event_count, events)
 

@@ -102,7 +102,6 @@ async def test_a_planned_transfer_under_load_loses_nothing_and_pauses_briefly(
         f"the old leader, command took {1000 * (ended - started):.0f} ms; acks around it: "
         f"longest gap {1000 * max(gaps):.0f} ms, median {1000 * statistics.median(gaps):.1f} ms"
     )
-    assert result.paused_ms < 5_000
     for name in names:
         account_id, trader_key = traders[name]
         async with Client(cluster.addresses(), account_id=account_id, key=trader_key) as c:

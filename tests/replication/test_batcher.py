@@ -3,8 +3,12 @@ each ticket ends with its own events, and an idle leader still moves time forwar
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import msgpack
 import trio
 
 from evx.core import (
@@ -19,7 +23,7 @@ from evx.core import (
     event_from_canonical,
 )
 from evx.gateway.exchange import ExchangeMachine
-from evx.replication.batcher import Batcher, BatcherConfig
+from evx.replication.batcher import Batcher, BatcherConfig, Outcome
 from evx.replication.bridge import Bridge
 from evx.replication.raft import RaftConfig, RaftNode
 from support.counter import free_ports
@@ -68,3 +72,89 @@ async def test_commands_share_entries_and_each_ticket_gets_its_events(tmp_path: 
             nursery.cancel_scope.cancel()
     finally:
         await trio.to_thread.run_sync(node.destroy_synchronous)
+
+
+class _ScriptedProposer:
+    """A leader stand-in: refuses the first `refusals` entries with NOT_LEADER (nothing
+    appended), then applies each entry at once, in order."""
+
+    def __init__(self, bridge: Bridge, refusals: int) -> None:
+        self.bridge = bridge
+        self.refusals = refusals
+        self.proposed: list[list[object]] = []
+
+    def propose(self, entry: bytes, callback: Callable[[Any, int], None]) -> None:
+        node_id, batch_seq, _, commands = msgpack.unpackb(entry)
+        self.proposed.append(commands)
+        if self.refusals:
+            self.refusals -= 1
+            callback(None, 4)  # FAIL_REASON.NOT_LEADER
+            return
+        result = _Applied((node_id, batch_seq), len(commands))
+        self.bridge.applied_in_raft_thread(len(self.proposed), result)
+        callback(result, 0)
+
+
+@dataclass(frozen=True)
+class _Applied:
+    origin: tuple[int, int]
+    commands: int
+
+    def command_events(self, position: int) -> tuple[tuple[Any, ...], ...]:
+        return ((1, position),)
+
+
+async def _run_scripted(
+    refusals: int, config: BatcherConfig
+) -> tuple[list[Outcome], Batcher, _ScriptedProposer]:
+    bridge = Bridge(trio.lowlevel.current_trio_token())
+    proposer = _ScriptedProposer(bridge, refusals)
+    bridge.proposer = proposer
+    batcher = Batcher(bridge, config, is_leader=lambda: False)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(batcher.run)
+        with trio.fail_after(10):
+            tickets = [batcher.submit(("cmd", number)) for number in range(3)]
+            outcomes = [await ticket.wait() for ticket in tickets]
+        nursery.cancel_scope.cancel()
+    return outcomes, batcher, proposer
+
+
+async def test_an_entry_refused_before_it_was_appended_is_proposed_again() -> None:
+    """NOT_LEADER (a leader handing over refuses what followers forward) means nothing was
+    appended: the commands are proposed again, in order, and end known, not unknown."""
+    outcomes, batcher, proposer = await _run_scripted(3, BatcherConfig(node_id=1, window_ms=1))
+    assert all(outcome.known for outcome in outcomes)
+    assert [outcome.events for outcome in outcomes] == [((1, 0),), ((1, 1),), ((1, 2),)]
+    assert len(proposer.proposed) == 4 and proposer.proposed[-1] == proposer.proposed[0]
+    assert batcher.statistics().unknown_outcomes == 0 and batcher.waiting == 0
+
+
+async def test_an_entry_refused_past_the_retry_limit_is_unknown() -> None:
+    config = BatcherConfig(node_id=1, window_ms=1, refused_retries_max=2)
+    outcomes, batcher, proposer = await _run_scripted(10, config)
+    assert not any(outcome.known for outcome in outcomes)
+    assert len(proposer.proposed) == 3  # the first proposal and two more
+    assert batcher.statistics().unknown_outcomes == 3 and batcher.waiting == 0
+
+
+async def test_a_paused_batcher_proposes_nothing_until_resumed() -> None:
+    bridge = Bridge(trio.lowlevel.current_trio_token())
+    proposer = _ScriptedProposer(bridge, 0)
+    bridge.proposer = proposer
+    batcher = Batcher(bridge, BatcherConfig(node_id=1, window_ms=1), is_leader=lambda: True)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(batcher.run)
+        with trio.fail_after(10):
+            first = batcher.submit(("cmd", 1))
+            await first.wait()
+            batcher.pause()
+            await batcher.drain()
+            proposed = len(proposer.proposed)
+            held = batcher.submit(("cmd", 2))
+            await trio.sleep(0.3)  # three clock ticks: a leader's clock entries are held too
+            assert len(proposer.proposed) == proposed and held.outcome is None
+            assert batcher.waiting == 1
+            batcher.resume()
+            assert (await held.wait()).known
+        nursery.cancel_scope.cancel()
