@@ -1,0 +1,143 @@
+"""The market-data core (gateway/feed.py) against the engine's own book: a subscriber's
+book, rebuilt from an image and the events after it, equals the engine's book after every
+batch of a random log; resuming from a sequence gives exactly the missing events or says
+it cannot; a dropped event is always noticed, and repaired by resuming."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from evx.core import Engine
+from evx.gateway.feed import (
+    MARKET_EVENT_CODES,
+    BookImage,
+    FeedGapError,
+    FeedWindows,
+    LocalBook,
+    book_image,
+)
+from support.logs import random_log
+
+
+def _market_events(events: tuple[tuple, ...]) -> list[tuple]:
+    return [event for event in events if event[0] in MARKET_EVENT_CODES]
+
+
+def _image(engine: Engine, market_id: int) -> BookImage:
+    image = book_image(engine, market_id)
+    assert image is not None
+    return image
+
+
+@settings(max_examples=20, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1))
+def test_a_subscribers_book_equals_the_engines_after_every_batch(seed: int) -> None:
+    print(f"seed={seed}")
+    engine = Engine()
+    windows = FeedWindows(window_events=10_000)
+    windows.reset(engine)
+    books: dict[int, LocalBook] = {}
+    changes = 0
+    for batch in random_log(seed, batches=120):
+        applied = engine.apply(batch)
+        for event in _market_events(applied.events):
+            windows.publish(event)
+            book = books.get(event[1])
+            if book is not None:
+                assert book.apply(event)
+                changes += 1
+        for market_id in engine.markets:
+            if market_id not in books:  # subscribes now: an image, then the events
+                books[market_id] = LocalBook.from_image(_image(engine, market_id))
+            assert books[market_id].image() == _image(engine, market_id), (seed, market_id)
+            assert windows.last_seq(market_id) == engine.markets[market_id].seq
+    assert changes > 0
+
+
+def test_resuming_gives_exactly_the_missing_events_or_asks_for_an_image() -> None:
+    seed = 11
+    print(f"seed={seed}")
+    rng = random.Random(seed)
+    engine = Engine()
+    window = 10
+    windows = FeedWindows(window_events=window)
+    windows.reset(engine)
+    held: list[LocalBook] = []  # subscribers that went away at some point, with their book
+    resumed = refused = 0
+    for batch in random_log(seed, batches=150):
+        for event in _market_events(engine.apply(batch).events):
+            windows.publish(event)
+        for market_id in engine.markets:
+            if rng.random() < 0.2:
+                held.append(LocalBook.from_image(_image(engine, market_id)))
+        for book in [book for book in held if rng.random() < 0.1]:
+            held.remove(book)
+            behind = engine.markets[book.market_id].seq - book.market_seq
+            missing = windows.resume(book.market_id, book.market_seq)
+            if missing is None:
+                assert behind > window, "refused although the window held every event"
+                refused += 1
+                continue
+            assert len(missing) == behind
+            for event in missing:
+                assert book.apply(event)
+            assert book.image() == _image(engine, book.market_id)
+            resumed += 1
+    assert resumed > 10 and refused > 0, (resumed, refused)
+    market_id = next(iter(engine.markets))
+    assert windows.resume(market_id, engine.markets[market_id].seq + 1) is None  # ahead
+    assert windows.resume(99, 0) is None  # no such market
+
+
+def test_a_dropped_event_is_noticed_and_repaired_by_resuming() -> None:
+    seed = 5
+    print(f"seed={seed}")
+    rng = random.Random(seed)
+    engine = Engine()
+    windows = FeedWindows(window_events=10_000)
+    windows.reset(engine)
+    books: dict[int, LocalBook] = {}
+    gaps = 0
+    for batch in random_log(seed, batches=120):
+        for event in _market_events(engine.apply(batch).events):
+            windows.publish(event)
+            book = books.get(event[1])
+            if book is None:
+                continue
+            if rng.random() < 0.05:
+                continue  # dropped on the way
+            try:
+                book.apply(event)
+            except FeedGapError as gap:
+                assert gap.got == event[2] and gap.expected < gap.got
+                gaps += 1
+                missing = windows.resume(book.market_id, book.market_seq)
+                assert missing is not None
+                for late in missing:
+                    book.apply(late)
+            assert not book.apply(event), "a duplicate is ignored"
+        for market_id in engine.markets:
+            books.setdefault(market_id, LocalBook.from_image(_image(engine, market_id)))
+    for market_id, book in books.items():
+        # A drop after a market's last event is only noticed at the next one, or by a
+        # heartbeat naming the newest sequence: resuming from the book's own seq repairs it.
+        for late in windows.resume(market_id, book.market_seq) or []:
+            book.apply(late)
+        assert book.image() == _image(engine, market_id)
+    assert gaps > 5
+
+
+def test_a_local_book_names_its_best_prices_and_keeps_recent_trades() -> None:
+    book = LocalBook.from_image(BookImage(1, 7, 2, ((45, 10, 1), (44, 5, 2)), ((55, 3, 1),)))
+    assert book.best() == (45, 55)
+    assert book.apply((36, 1, 8, 901, 55, 3, 1))  # a trade taking the whole ask
+    assert book.apply((35, 1, 9, 2, 55, 0, 0))  # the ask level is gone
+    assert book.best() == (45, None)
+    assert [(trade.trade_id, trade.price) for trade in book.trades] == [(901, 55)]
+    with pytest.raises(FeedGapError, match="expected market_seq 10, got 12"):
+        book.apply((35, 1, 12, 1, 45, 0, 0))
+    assert book.apply((37, 1, 10, 1, 100)) and book.outcome == 1 and book.status == 5
