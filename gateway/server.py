@@ -5,8 +5,12 @@ Strategy (hypercorn's tcp_server, around h11's Connection): each client connecti
 their handlers), a writer (frames from the session's bounded queue to the socket), and a
 heartbeat. A session never waits on another session or on the log: commands go to the
 batcher with a callback, execution reports come from the applied stream, and a session
-whose queue passes `outbound_messages_max` (a reader that does not read) is cut off with
-`reader_must_keep_up`, so one slow client can never slow the node or anyone else.
+whose queue passes `outbound_messages_max` or `outbound_bytes_max` (a reader that does not
+read) is cut off with `reader_must_keep_up`, so one slow client can never slow the node or
+anyone else. Answers are bounded the other way: a session's messages are read only while
+its queue is below half of those limits and fewer than `queries_open_max` of its queries
+are being answered, so a client that asks faster than it reads is simply read more slowly,
+and what one session can hold in memory stays bounded.
 
 Execution reports are encoded once per event, kept per account in a bounded replay window
 (`AccountStreams`), and pushed to every live session of that account. Everything here runs
@@ -300,6 +304,7 @@ class Session:
         self.cancel_on_disconnect = False
         self.next_seq = 0  # the account_seq of the next report this session sends
         self._outbound: deque[bytes] = deque()
+        self._outbound_bytes = 0
         self._wake_writer = trio.Event()
         self._drained = trio.Event()
         self._high_water = max(2, gateway.limits.outbound_messages_max // 2)
@@ -430,7 +435,7 @@ class Session:
                     raise SessionClosed("peer_closed")
                 self.messages_in += 1
                 self._handle(event)
-                if len(self._outbound) + self._queries_open >= self._high_water:
+                if self._reading_must_wait():
                     # Backpressure: a client sending faster than it reads its answers is
                     # simply read more slowly. Only reports pushed to a client that does not
                     # read at all make the queue overflow (and cut it off).
@@ -622,7 +627,7 @@ class Session:
                 await handler(message)
             finally:
                 self._queries_open -= 1
-                if len(self._outbound) + self._queries_open < self._high_water // 2:
+                if self._reading_may_resume():
                     self._drained.set()
 
         self._nursery.start_soon(answer)
@@ -733,12 +738,33 @@ class Session:
     def _queue(self, data: bytes) -> None:
         if self._closing is not None:
             return
-        if len(self._outbound) >= self.gateway.limits.outbound_messages_max:
+        limits = self.gateway.limits
+        if (
+            len(self._outbound) >= limits.outbound_messages_max
+            or self._outbound_bytes + len(data) > limits.outbound_bytes_max
+        ):
             self.gateway.statistics.slow_consumers_cut += 1
             self.end(ErrorCode.READER_MUST_KEEP_UP, "the client does not read")
             return
         self._outbound.append(data)
+        self._outbound_bytes += len(data)
         self._wake_writer.set()
+
+    def _reading_must_wait(self) -> bool:
+        limits = self.gateway.limits
+        return (
+            len(self._outbound) + self._queries_open >= self._high_water
+            or self._outbound_bytes >= limits.outbound_bytes_max // 2
+            or self._queries_open >= limits.queries_open_max
+        )
+
+    def _reading_may_resume(self) -> bool:
+        limits = self.gateway.limits
+        return (
+            len(self._outbound) + self._queries_open < self._high_water // 2
+            and self._outbound_bytes < limits.outbound_bytes_max // 4
+            and self._queries_open < limits.queries_open_max
+        )
 
     async def _write(self) -> None:
         while True:
@@ -751,14 +777,15 @@ class Session:
                     data = self._outbound.popleft()
                     chunk.append(data)
                     size += len(data)
+                self._outbound_bytes -= size
                 self.messages_out += len(chunk)
                 await self._send_raw(b"".join(chunk))
-                if len(self._outbound) + self._queries_open < self._high_water // 2:
+                if self._reading_may_resume():
                     self._drained.set()
 
     async def _wait_drained(self) -> None:
         self._drained = trio.Event()
-        while len(self._outbound) + self._queries_open >= self._high_water // 2:
+        while not self._reading_may_resume():
             await self._drained.wait()
             self._drained = trio.Event()
 

@@ -51,6 +51,8 @@ class GatewayLimits:
     messages_per_s_max: int = 5_000  # per session: a token bucket this fast...
     message_burst_max: int = 10_000  # ...holding this many
     outbound_messages_max: int = 50_000  # queued for one session before it is cut off
+    outbound_bytes_max: int = 4 * 1024 * 1024  # ...or this many bytes queued
+    queries_open_max: int = 16  # answered at once per session; past it, reading waits
     # The kernel's send buffer per session: bounded, so a client that stops reading fills
     # it (and then the queue above) soon, instead of megabytes of autotuned buffer.
     socket_send_buffer_bytes: int = 262_144

@@ -309,3 +309,56 @@ async def test_cancel_on_disconnect_is_resent_while_its_outcome_is_unknown(
         async with Client(nodes, account_id=maker_id, key=maker_key) as watcher:
             assert not (await watcher.open_orders()).orders
         nursery.cancel_scope.cancel()
+
+
+async def test_a_client_that_asks_faster_than_it_reads_is_read_slower_in_bounded_memory(
+    tmp_path: Path,
+) -> None:
+    """1,000 large answers asked for at once and not read: the node stops reading that
+    session while its unread answers pass half of outbound_bytes_max, never holds more than
+    that, keeps serving others, and every answer arrives once the client reads."""
+    bytes_max = 100_000
+    layout = single_node_layout(tmp_path, outbound_bytes_max=bytes_max, queries_open_max=4)
+    async with trio.open_nursery() as nursery:
+        node = await start_node(nursery, layout)
+        async with operator_client(layout, node) as operator:
+            market, traders = await open_market_with_traders(operator, ["maker", "other"])
+        address = [("127.0.0.1", node.gateway_port)]
+        maker_id, maker_key = traders["maker"]
+        with trio.fail_after(60):
+            async with Client(address, account_id=maker_id, key=maker_key) as maker:
+                for number in range(200):
+                    await maker.place(market, Side.BUY_YES, 1 + number % 40, 1)
+            stream = await trio.open_tcp_stream(*address[0])
+            connection = Connection(wire.CLIENT)
+            challenge = await _next(stream, connection)
+            login = wire.Login(1, maker_id, public_bytes(maker_key), 0, 0, bytes(64))
+            login = dataclasses.replace(
+                login, signature=sign(maker_key, wire.login_signed_bytes(challenge.nonce, login))
+            )
+            await stream.send_all(connection.send(login))
+            assert isinstance(await _next(stream, connection), wire.LoginAccepted)
+            asks = 1_000
+            queries = b"".join(connection.send(wire.QueryOpenOrders(n, 0)) for n in range(asks))
+            await stream.send_all(queries)
+            (session,) = [s for s in node.gateway.sessions if s.account_id == maker_id]
+            held = []
+            for _ in range(150):  # 1.5 s of the client not reading
+                held.append(sum(len(data) for data in session._outbound))
+                await trio.sleep(0.01)
+            assert max(held) <= bytes_max, max(held)
+            assert max(held) > bytes_max // 4, "the test did fill the queue"
+            other_id, other_key = traders["other"]
+            async with Client(address, account_id=other_id, key=other_key) as other:
+                report = await other.place(market, Side.BUY_YES, 30, 1)
+                assert isinstance(report, wire.OrderAccepted)  # others are served meanwhile
+            answers = 0
+            while answers < asks:
+                message = await _next(stream, connection)
+                if isinstance(message, wire.Heartbeat):
+                    continue
+                assert isinstance(message, wire.OpenOrders), message
+                assert len(message.orders) == 200
+                answers += 1
+            await stream.aclose()
+        nursery.cancel_scope.cancel()
