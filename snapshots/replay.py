@@ -49,6 +49,8 @@ class Step:
     index: int
     state_hash: bytes
     applied: bool  # False for pysyncobj's own entries (a new leader's no-op)
+    time_ms: int  # exchange time after the entry
+    origin_node: int  # the node that proposed it (0: pysyncobj's own, or undecodable)
 
 
 def replay(
@@ -80,9 +82,12 @@ def replay(
                 payload = entry_payload(command)
             except ValueError as error:
                 raise ReplayError(f"entry {index}: {error}") from None
+            origin = 0
             if payload is not None:
-                machine.apply(index, payload)
-            yield Step(index, machine.state_hash, payload is not None)
+                origin = machine.apply(index, payload).origin[0]
+            yield Step(
+                index, machine.state_hash, payload is not None, machine.engine.time_ms, origin
+            )
 
     return Start(start_index, header, first, last), steps()
 

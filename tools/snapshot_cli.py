@@ -354,8 +354,15 @@ def _print_step(step: Any, as_json: bool) -> None:
     if as_json:
         click.echo(
             json.dumps(
-                {"index": step.index, "state_hash": step.state_hash.hex(), "applied": step.applied}
+                {
+                    "index": step.index,
+                    "state_hash": step.state_hash.hex(),
+                    "applied": step.applied,
+                    "time_ms": step.time_ms,
+                    "origin_node": step.origin_node,
+                }
             )
         )
     else:
-        click.echo(f"{step.index} {step.state_hash.hex()}")
+        origin = f"node {step.origin_node}" if step.origin_node else "-"
+        click.echo(f"{step.index} {step.state_hash.hex()} {_time(step.time_ms)} {origin}")
