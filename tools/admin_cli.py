@@ -300,42 +300,33 @@ def _public_key_from_pem(path: Path) -> bytes:
     return key.public_bytes_raw()
 
 
-@admin.command("deposit")
-@_signed
-@click.argument("account_id", type=int)
-@click.argument("amount")
-@click.option("--reference", required=True, help="the bank's reference: applied at most once")
-def deposit(
-    data_dir: Path | None,
-    config_path: Path | None,
-    operator_key: Path | None,
-    as_json: bool,
-    account_id: int,
-    amount: str,
-    reference: str,
-) -> None:
-    """Credit AMOUNT dollars, such as 250.50, to ACCOUNT_ID."""
-    command = Deposit(account_id, _cents(amount), reference)
-    _operate(data_dir, config_path, operator_key, as_json, command)
+def _money_command(name: str, record: type, help_text: str) -> None:
+    """`deposit` and `withdraw`: the same arguments, one engine command each."""
+
+    @admin.command(name, help=help_text)
+    @_signed
+    @click.argument("account_id", type=int)
+    @click.argument("amount")
+    @click.option("--reference", required=True, help="the bank's reference: applied at most once")
+    def command(
+        data_dir: Path | None,
+        config_path: Path | None,
+        operator_key: Path | None,
+        as_json: bool,
+        account_id: int,
+        amount: str,
+        reference: str,
+    ) -> None:
+        money = record(account_id, _cents(amount), reference)
+        _operate(data_dir, config_path, operator_key, as_json, money)
 
 
-@admin.command("withdraw")
-@_signed
-@click.argument("account_id", type=int)
-@click.argument("amount")
-@click.option("--reference", required=True, help="the bank's reference: applied at most once")
-def withdraw(
-    data_dir: Path | None,
-    config_path: Path | None,
-    operator_key: Path | None,
-    as_json: bool,
-    account_id: int,
-    amount: str,
-    reference: str,
-) -> None:
-    """Pay AMOUNT dollars out of ACCOUNT_ID's available cash (never held money)."""
-    command = Withdraw(account_id, _cents(amount), reference)
-    _operate(data_dir, config_path, operator_key, as_json, command)
+_money_command("deposit", Deposit, "Credit AMOUNT dollars, such as 250.50, to ACCOUNT_ID.")
+_money_command(
+    "withdraw",
+    Withdraw,
+    "Pay AMOUNT dollars out of ACCOUNT_ID's available cash (never held money).",
+)
 
 
 @admin.group()

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import trio
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from structlog.testing import capture_logs
 
 from evx.core import Side, TimeInForce
@@ -214,6 +215,23 @@ async def _next(stream: trio.SocketStream, connection: Connection) -> wire.Messa
         return None if event is Signal.CLOSED else event  # type: ignore[return-value]
 
 
+async def _raw_login(
+    address: tuple[str, int], account_id: int, key: Ed25519PrivateKey
+) -> tuple[trio.SocketStream, Connection]:
+    """A session logged in by hand, without the client library, for tests that must send
+    exactly what they choose."""
+    stream = await trio.open_tcp_stream(*address)
+    connection = Connection(wire.CLIENT)
+    challenge = await _next(stream, connection)
+    login = wire.Login(1, account_id, public_bytes(key), 0, 0, bytes(64))
+    login = dataclasses.replace(
+        login, signature=sign(key, wire.login_signed_bytes(challenge.nonce, login))
+    )
+    await stream.send_all(connection.send(login))
+    assert isinstance(await _next(stream, connection), wire.LoginAccepted)
+    return stream, connection
+
+
 async def test_an_error_names_its_message_as_the_protocol_says(tmp_path: Path) -> None:
     """protocol.md section 5.1: CancelOrder by its order_id (client_order_id when that is
     0), ReplaceOrder by its new_client_order_id."""
@@ -224,15 +242,7 @@ async def test_an_error_names_its_message_as_the_protocol_says(tmp_path: Path) -
         async with operator_client(layout, node) as operator:
             _, traders = await open_market_with_traders(operator, ["maker"])
         maker_id, maker_key = traders["maker"]
-        stream = await trio.open_tcp_stream("127.0.0.1", node.gateway_port)
-        connection = Connection(wire.CLIENT)
-        challenge = await _next(stream, connection)
-        login = wire.Login(1, maker_id, public_bytes(maker_key), 0, 0, bytes(64))
-        login = dataclasses.replace(
-            login, signature=sign(maker_key, wire.login_signed_bytes(challenge.nonce, login))
-        )
-        await stream.send_all(connection.send(login))
-        assert isinstance(await _next(stream, connection), wire.LoginAccepted)
+        stream, connection = await _raw_login(("127.0.0.1", node.gateway_port), maker_id, maker_key)
         sent = [wire.CancelOrder(0, 41)] * (burst + 1)  # every token spent
         sent += [
             wire.CancelOrder(7001, 0),
@@ -329,15 +339,7 @@ async def test_a_client_that_asks_faster_than_it_reads_is_read_slower_in_bounded
             async with Client(address, account_id=maker_id, key=maker_key) as maker:
                 for number in range(200):
                     await maker.place(market, Side.BUY_YES, 1 + number % 40, 1)
-            stream = await trio.open_tcp_stream(*address[0])
-            connection = Connection(wire.CLIENT)
-            challenge = await _next(stream, connection)
-            login = wire.Login(1, maker_id, public_bytes(maker_key), 0, 0, bytes(64))
-            login = dataclasses.replace(
-                login, signature=sign(maker_key, wire.login_signed_bytes(challenge.nonce, login))
-            )
-            await stream.send_all(connection.send(login))
-            assert isinstance(await _next(stream, connection), wire.LoginAccepted)
+            stream, connection = await _raw_login(address[0], maker_id, maker_key)
             asks = 1_000
             queries = b"".join(connection.send(wire.QueryOpenOrders(n, 0)) for n in range(asks))
             await stream.send_all(queries)
