@@ -88,7 +88,8 @@ class FeedWindows:
         """One market event, in log order."""
         market_id, seq = event[1], event[2]
         last = self._last.get(market_id, 0)
-        assert seq == last + 1, f"market {market_id} jumped from {last} to {seq}"
+        if seq != last + 1:  # the applied stream skipped: a bug upstream, never to serve
+            raise ValueError(f"market {market_id} jumped from {last} to {seq}")
         window = self._windows.get(market_id)
         if window is None:
             window = self._windows[market_id] = deque()
@@ -150,7 +151,8 @@ class LocalBook:
         """Apply one market event of this market; False for a duplicate (already in the
         book), FeedGapError if one is missing before it."""
         code, market_id, seq = event[0], event[1], event[2]
-        assert market_id == self.market_id and code in MARKET_EVENT_CODES, event
+        if market_id != self.market_id or code not in MARKET_EVENT_CODES:
+            raise ValueError(f"not an event of market {self.market_id}: {event!r}")
         if seq <= self.market_seq:
             return False
         if seq != self.market_seq + 1:

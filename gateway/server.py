@@ -718,7 +718,10 @@ class Session:
     # -- Writing ---------------------------------------------------------------------------
 
     def send(self, message: wire.Message) -> None:
-        self._queue(frame(message))
+        """An answer, an error or a heartbeat: bounded by reading (a session is read only
+        while its queue is below half its limits and few of its queries are open), so only
+        the message count can cut it off, never the bytes of answers it asked for."""
+        self._queue(frame(message), answer=True)
 
     def push_report(self, seq: int, data: bytes) -> None:
         if seq < self.next_seq:
@@ -735,13 +738,12 @@ class Session:
         if self._nursery is not None:
             self._nursery.cancel_scope.cancel()  # the reader stops; run() sends the frame
 
-    def _queue(self, data: bytes) -> None:
+    def _queue(self, data: bytes, *, answer: bool = False) -> None:
         if self._closing is not None:
             return
         limits = self.gateway.limits
-        if (
-            len(self._outbound) >= limits.outbound_messages_max
-            or self._outbound_bytes + len(data) > limits.outbound_bytes_max
+        if len(self._outbound) >= limits.outbound_messages_max or (
+            not answer and self._outbound_bytes + len(data) > limits.outbound_bytes_max
         ):
             self.gateway.statistics.slow_consumers_cut += 1
             self.end(ErrorCode.READER_MUST_KEEP_UP, "the client does not read")

@@ -56,7 +56,7 @@ class BatcherConfig:
     clock_tick_ms: int = 100
     propose_timeout_s: float = 5.0
     late_entries_max: int = 4_096  # entries given up on, still watched for in case they apply
-    refused_retries_max: int = 100  # re-proposals of an entry the leader refused unseen
+    refused_backoff_ms: float = 5.0  # before re-proposing what a non-leader refused
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,7 +78,7 @@ UNKNOWN = Outcome(0, ())
 class Ticket:
     """One submitted command, until its outcome is known (or known to be unknown)."""
 
-    __slots__ = ("_done", "command", "on_done", "outcome", "refusals", "size")
+    __slots__ = ("_done", "command", "on_done", "outcome", "refused_at", "size")
 
     def __init__(
         self, command: tuple[Any, ...], on_done: Callable[[Outcome], None] | None = None
@@ -86,7 +86,7 @@ class Ticket:
         self.command = command
         self.size = len(msgpack.packb(command, use_bin_type=True))
         self.on_done = on_done
-        self.refusals = 0  # times a leader refused its entry without appending it
+        self.refused_at = 0.0  # when a non-leader first refused its entry (monotonic)
         self.outcome: Outcome | None = None
         self._done = trio.Event()
 
@@ -130,6 +130,11 @@ class Batcher:
         self._wake = trio.Event()
         self._in_flight: dict[int, list[Ticket]] = {}  # batch_seq -> its tickets
         self._in_flight_commands = 0  # read by other threads (metrics): kept as one int
+        # Entries a non-leader refused before appending them, by batch_seq: proposed again,
+        # oldest first and before anything newer, after a short back-off.
+        self._refused: dict[int, list[Ticket]] = {}
+        self._refused_commands = 0
+        self._hold_until = 0.0
         # Entries whose proposal failed (the outcome was reported unknown) but that may
         # still be applied: if one is, its tickets learn their real outcome after all.
         self._late: dict[int, list[Ticket]] = {}
@@ -162,6 +167,10 @@ class Batcher:
                 await self._wake.wait()
                 while self._paused:
                     await self._resumed.wait()
+                if self._hold_until > time.monotonic():
+                    await trio.sleep_until(
+                        trio.current_time() + self._hold_until - time.monotonic()
+                    )
                 window_s = self._config.window_ms / 1_000
                 if window_s > 0 and len(self._pending) < self._config.commands_max:
                     with trio.move_on_after(window_s):
@@ -170,7 +179,7 @@ class Batcher:
                             await self._wake.wait()
                 await self._room.acquire()
                 while self._paused:  # paused while waiting for room: hold the commands
-                    self._room.release()
+                    self._give_back_room()
                     await self._resumed.wait()
                     await self._room.acquire()
                 tickets = self._take()
@@ -181,6 +190,10 @@ class Batcher:
 
     def _take(self) -> list[Ticket]:
         """The next entry's commands: up to commands_max, and entry_bytes_max."""
+        for batch_seq in sorted(self._refused, reverse=True):  # oldest ends up first
+            refused = self._refused.pop(batch_seq)
+            self._refused_commands -= len(refused)
+            self._pending.extendleft(reversed(refused))
         taken: list[Ticket] = []
         size = 0
         limit = self._config.entry_bytes_max - 64
@@ -211,19 +224,23 @@ class Batcher:
             if proposal.reason == NOT_LEADER:
                 # Refused by a node that was not (or no longer) leading, before it appended
                 # anything (a leader handing over refuses forwarded entries so): certainly
-                # not applied, so the commands go back to the front of the queue.
+                # not applied, so the commands are proposed again, until propose_timeout_s
+                # has passed since their first refusal.
+                now = time.monotonic()
                 tickets = self._pop_in_flight(batch_seq) or []
                 retry = [ticket for ticket in tickets if ticket.outcome is None]
                 for ticket in retry:
-                    ticket.refusals += 1
-                if retry and max(t.refusals for t in retry) <= self._config.refused_retries_max:
-                    await trio.sleep(self._config.window_ms / 1_000)  # not a tight loop
-                    self._pending.extendleft(reversed(retry))
+                    ticket.refused_at = ticket.refused_at or now
+                first = min((ticket.refused_at for ticket in retry), default=now)
+                if retry and now - first < self._config.propose_timeout_s:
+                    self._refused[batch_seq] = retry
+                    self._refused_commands += len(retry)
+                    self._hold_until = now + self._config.refused_backoff_ms / 1_000
                     self._wake.set()
-                    return
-                for ticket in retry:
-                    self._unknown += 1
-                    ticket._finish(UNKNOWN)
+                else:
+                    for ticket in retry:
+                        self._unknown += 1
+                        ticket._finish(UNKNOWN)
             elif not proposal.applied:
                 # The entry may still be applied later (it was handed to a leader that
                 # then lost office): its commands are unknown now, and watched for.
@@ -236,9 +253,12 @@ class Batcher:
                         self._unknown += 1
                         ticket._finish(UNKNOWN)
         finally:
-            self._room.release()
-            if self._room.value == self._config.in_flight_max:
-                self._drained.set()
+            self._give_back_room()
+
+    def _give_back_room(self) -> None:
+        self._room.release()
+        if self._room.value == self._config.in_flight_max:
+            self._drained.set()
 
     def _pop_in_flight(self, batch_seq: int) -> list[Ticket] | None:
         tickets = self._in_flight.pop(batch_seq, None)
@@ -267,7 +287,7 @@ class Batcher:
             if due and self._is_leader():
                 await self._room.acquire()
                 if self._paused:  # paused while waiting for room
-                    self._room.release()
+                    self._give_back_room()
                     continue
                 self._last_proposed_ms = time.monotonic() * 1_000
                 nursery.start_soon(self._propose, [])
@@ -298,7 +318,7 @@ class Batcher:
     @property
     def waiting(self) -> int:
         """Commands submitted and not yet applied or given up: queued or in flight."""
-        return len(self._pending) + self._in_flight_commands
+        return len(self._pending) + self._in_flight_commands + self._refused_commands
 
     def statistics(self) -> BatcherStatistics:
         return BatcherStatistics(

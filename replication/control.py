@@ -34,7 +34,7 @@ from pysyncobj import FAIL_REASON
 
 from .batcher import Batcher
 from .bridge import FAIL_REASON_NAMES, Bridge
-from .raft import RaftNode, RaftStatus
+from .raft import RaftNode, RaftStatus, TransferTicket
 
 _POLL_S = 0.005
 
@@ -107,16 +107,14 @@ class NodeControl:
         started = time.perf_counter()
         self._batcher.pause()
         self._raft.set_transferring(True)
-        asked = [True]  # cleared when this transfer ends: a late tick call then sends nothing
-        told = False  # the target was told to stand (TimeoutNow sent)
+        ticket = TransferTicket()  # withdrawn when this ends: a late tick call sends nothing
         try:
             with trio.move_on_after(timeout_s):
                 await self._batcher.drain()
-                reason = await self._ask_until_caught_up(target, lambda: asked[0])
+                reason = await self._ask_until_caught_up(target, ticket)
                 if reason != FAIL_REASON.SUCCESS:
                     refused = FAIL_REASON_NAMES.get(reason, str(reason))
                     return AdminOutcome(False, f"pysyncobj refused the transfer: {refused}")
-                told = True
                 new_leader = await self._new_leader(status.address)
                 elapsed_us = int((time.perf_counter() - started) * 1_000_000)
                 node_id = self._ids.get(new_leader, 0)
@@ -126,7 +124,7 @@ class NodeControl:
                     node_id=node_id,
                     elapsed_us=elapsed_us,
                 )
-            if told:
+            if ticket.withdraw():  # the target was told to stand before the deadline
                 return AdminOutcome(
                     False,
                     f"the target was told to stand but no new leader was seen within "
@@ -139,16 +137,16 @@ class NodeControl:
                 "nothing changed, intake resumed here",
             )
         finally:
-            asked[0] = False
+            ticket.withdraw()
             self._raft.set_transferring(False)
             self._batcher.resume()
             self._busy = False
 
-    async def _ask_until_caught_up(self, target: str | None, wanted: Callable[[], bool]) -> int:
+    async def _ask_until_caught_up(self, target: str | None, ticket: TransferTicket) -> int:
         """pysyncobj's transfer, asked each tick while it is refused because the target
         has not got every entry yet; the first other answer."""
         while True:
-            reason = await self._ask_once(target, wanted)
+            reason = await self._ask_once(target, ticket)
             if reason != FAIL_REASON.REQUEST_DENIED:
                 return reason
             status = self._status()
@@ -156,9 +154,9 @@ class NodeControl:
                 return FAIL_REASON.NOT_LEADER
             await trio.sleep(_POLL_S)
 
-    async def _ask_once(self, target: str | None, wanted: Callable[[], bool]) -> int:
+    async def _ask_once(self, target: str | None, ticket: TransferTicket) -> int:
         reason: int = await self._bridge.ask(
-            lambda reply: self._raft.transfer_leadership(target, reply, wanted)
+            lambda reply: self._raft.transfer_leadership(target, reply, ticket)
         )
         return reason
 

@@ -44,7 +44,7 @@ import sys
 import threading
 import traceback
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import pysyncobj.syncobj as syncobj_module
@@ -86,6 +86,23 @@ class SnapshotHooks(Protocol):
     def check(self) -> int: ...
 
     def deserialize(self, path: str) -> tuple[Any, Any, Any]: ...
+
+
+@dataclass
+class TransferTicket:
+    """One planned transfer, shared by the trio side and the tick thread: whether the
+    target was told to stand (`sent`), and whether the caller gave up (`withdrawn`), both
+    changed only under `lock`, so the caller always knows which happened first."""
+
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    sent: bool = False
+    withdrawn: bool = False
+
+    def withdraw(self) -> bool:
+        """Give up; True if the target had already been told to stand."""
+        with self.lock:
+            self.withdrawn = True
+            return self.sent
 
 
 class SecretRequiredError(ValueError):
@@ -354,22 +371,23 @@ class RaftNode(SyncObj):
         self._transferring = transferring
 
     def transfer_leadership(
-        self,
-        target: str | None,
-        callback: Callable[[int], None],
-        wanted: Callable[[], bool] = lambda: True,
+        self, target: str | None, callback: Callable[[int], None], ticket: TransferTicket
     ) -> None:
         """Ask pysyncobj to hand leadership to `target` (None: the most caught-up peer);
         `callback(fail_reason)` runs on the tick thread. SUCCESS only means that the target
         was caught up and told to stand: the caller watches the status for the new leader.
-        `wanted()` is asked on the tick thread first: a caller that gave up meanwhile gets
-        REQUEST_DENIED and nothing is sent."""
+        A ticket the caller has withdrawn gets REQUEST_DENIED and nothing is sent."""
 
         def call() -> None:
-            if not wanted():
-                callback(FAIL_REASON.REQUEST_DENIED)
-                return
-            self.transferLeadership(target, lambda _result, reason: callback(reason))
+            with ticket.lock:
+                if ticket.withdrawn:
+                    callback(FAIL_REASON.REQUEST_DENIED)
+                    return
+                reasons: list[int] = []
+                self.transferLeadership(target, lambda _result, reason: reasons.append(reason))
+                if reasons and reasons[0] == FAIL_REASON.SUCCESS:
+                    ticket.sent = True
+            callback(reasons[0] if reasons else FAIL_REASON.REQUEST_DENIED)
 
         self.call_on_tick(call)
 

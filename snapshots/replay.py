@@ -50,7 +50,7 @@ class Step:
     state_hash: bytes
     applied: bool  # False for pysyncobj's own entries (a new leader's no-op)
     time_ms: int  # exchange time after the entry
-    origin_node: int  # the node that proposed it (0: pysyncobj's own, or undecodable)
+    origin_node: int  # the node that proposed it (0: pysyncobj's own entry, or not evx's)
 
 
 def replay(

@@ -23,7 +23,8 @@ import trio
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from evx.gateway import messages as wire
-from evx.gateway.client import Client, query_hash, query_status, sole_exception
+from evx.gateway.client import Client, ClientError, query_hash, query_status, sole_exception
+from evx.gateway.codes import ErrorCode
 
 from . import layout as layouts
 from .config import NodeConfig, PeerConfig, load
@@ -340,6 +341,10 @@ async def snapshot(
             continue
         try:
             results.append(await node_admin(peer, key, wire.AdminAction.SNAPSHOT, 0, timeout_s))
+        except ClientError as error:
+            if error.code == ErrorCode.OPERATOR_KEY_REQUIRED:
+                raise  # the key is refused everywhere: said once, exit 4
+            results.append(AdminResult(peer.node_id, False, f"refused: {error}"))
         except (OSError, trio.TooSlowError) as error:  # a node down: the others still run
             results.append(AdminResult(peer.node_id, False, f"down ({type(error).__name__})"))
     return results

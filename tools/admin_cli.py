@@ -89,9 +89,10 @@ def _key(data_dir: Path | None, operator_key: Path | None) -> Any:
         raise UsageProblem(f"cannot read the operator key {path}: {error}") from None
 
 
-def _run(call: Callable[[], Awaitable[T]]) -> T:
+def _run(call: Callable[[], Awaitable[T]], *, sent: bool = False) -> T:
     """Run one async call; a cluster that cannot be reached (or refuses the operator key)
-    is exit 4, said in one line."""
+    is exit 4, said in one line. `sent`: the call sends a command, which a time-out leaves
+    with an unknown outcome."""
     import trio  # noqa: PLC0415
 
     from evx.gateway.client import ClientError, sole_exception  # noqa: PLC0415
@@ -105,6 +106,11 @@ def _run(call: Callable[[], Awaitable[T]]) -> T:
         text = str(error) or type(error).__name__
         if isinstance(error, trio.TooSlowError):
             text = "no node answered in time (down, or unreachable from here)"
+            if sent:
+                text = (
+                    "no answer in time: the command may or may not have been applied; send it "
+                    "again unchanged (a repeat is answered 'already done')"
+                )
         click.echo(f"error: could not do it on the cluster: {text}", err=True)
         sys.exit(EXIT_UNREACHABLE)
 
@@ -224,7 +230,7 @@ def _operate(
     if not any(row.up for row in _run(lambda: cluster.statuses(nodes))):
         click.echo("error: no node of the cluster answers: nothing was sent", err=True)
         sys.exit(EXIT_UNREACHABLE)
-    result = _run(lambda: operations.operate(nodes, key, command))
+    result = _run(lambda: operations.operate(nodes, key, command), sent=True)
     if as_json:
         click.echo(json.dumps(result.as_dict()))
     else:

@@ -214,6 +214,10 @@ def _check(config: NodeConfig) -> None:
         raise ConfigError(f"{config.path}: a cluster has 1, 3 or 5 nodes, not {len(nodes)}")
     if config.snapshots.every_entries < 100 or config.snapshots.every_s <= 0:
         raise ConfigError(f"{config.path}: [snapshots] every_entries >= 100, every_s > 0")
+    if config.limits.queries_open_max < 1 or config.limits.outbound_bytes_max < 65_536:
+        raise ConfigError(
+            f"{config.path}: [limits] queries_open_max >= 1, outbound_bytes_max >= 65536"
+        )
     if config.snapshots.keep < 1:
         raise ConfigError(f"{config.path}: [snapshots] keep must be at least 1")
     if config.logging.level not in ("debug", "info", "warning", "error"):
