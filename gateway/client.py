@@ -545,10 +545,12 @@ class Client:
     async def status(self) -> wire.Status:
         return await self._query(wire.QueryStatus)
 
-    async def node_admin(self, action: int, target_node_id: int = 0) -> wire.NodeAdminResult:
+    async def node_admin(
+        self, action: int, target_node_id: int = 0, address: str = ""
+    ) -> wire.NodeAdminResult:
         """An action on the node this session is on (operator sessions only): connect a
         client to that one node to be sure which node it is."""
-        return await self._query(lambda rid: wire.NodeAdmin(rid, action, target_node_id))
+        return await self._query(lambda rid: wire.NodeAdmin(rid, action, target_node_id, address))
 
     # -- Reports ---------------------------------------------------------------------------
 

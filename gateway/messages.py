@@ -93,6 +93,8 @@ class AdminAction(IntEnum):
 
     SNAPSHOT = 1  # take a snapshot now (and compact the log)
     TRANSFER = 2  # hand leadership to target_node_id (0: the most caught-up peer)
+    ADD_NODE = 3  # make the node whose peer address is `address` a member (on the leader)
+    REMOVE_NODE = 4  # remove the member whose peer address is `address` (on the leader)
 
 
 # -- Wire types -------------------------------------------------------------------------------
@@ -1076,6 +1078,7 @@ class NodeAdmin(Message):
     request_id: u32
     action: u8  # AdminAction
     target_node_id: u16  # TRANSFER: the node to lead next, 0: the most caught-up; else 0
+    address: string  # ADD_NODE, REMOVE_NODE: the node's peer (Raft) address; else empty
 
     def out_of_range(self) -> str | None:
         if self.action not in AdminAction._value2member_map_:

@@ -693,12 +693,17 @@ class Session:
             outcome = AdminOutcome(False, "this node takes no admin actions")
         elif action is wire.AdminAction.SNAPSHOT:
             outcome = await control.take_snapshot()
-        else:
+        elif action is wire.AdminAction.TRANSFER:
             outcome = await control.transfer(message.target_node_id)
+        else:
+            outcome = await control.change_membership(
+                action is wire.AdminAction.ADD_NODE, message.address
+            )
         log.info(
             "node_admin",
             action=action.name.lower(),
             target_node_id=message.target_node_id,
+            address=message.address or None,
             done=outcome.done,
             text=outcome.text,
             peer=self.peer,

@@ -142,6 +142,39 @@ class NodeControl:
             self._batcher.resume()
             self._busy = False
 
+    async def change_membership(
+        self, add: bool, address: str, timeout_s: float = 10.0
+    ) -> AdminOutcome:
+        """Add or remove one node (by its peer address), through the log: done once the
+        change is committed. Only on the leader, one change at a time, never the leader."""
+        status = self._status()
+        verb = "add" if add else "remove"
+        if status is None or status.role != "leader":
+            leader = self._ids.get(status.leader or "", 0) if status else 0
+            where = f"node {leader} is" if leader else "no leader is known"
+            return AdminOutcome(False, f"this node is not the leader ({where}): ask the leader")
+        if not add and address == status.address:
+            return AdminOutcome(False, "the leader cannot remove itself: transfer leadership first")
+        with trio.move_on_after(timeout_s):
+            reason: int = await self._bridge.ask(
+                lambda reply: self._raft.change_membership(add, address, reply)
+            )
+            if reason == FAIL_REASON.SUCCESS:
+                done = "added to" if add else "removed from"
+                return AdminOutcome(True, f"{address} {done} the cluster (committed)")
+            why = FAIL_REASON_NAMES.get(reason, str(reason))
+            if reason == FAIL_REASON.REQUEST_DENIED:
+                why = (
+                    f"refused: {address} is {'already' if add else 'not'} a member, or an "
+                    "earlier membership change is not committed yet, or leadership moved"
+                )
+            return AdminOutcome(False, f"cannot {verb} {address}: {why}")
+        return AdminOutcome(
+            False,
+            f"the change to {verb} {address} was not committed within {timeout_s:g} s: it may "
+            "still be (a majority of the new membership must be up); see evx admin status",
+        )
+
     async def _ask_until_caught_up(self, target: str | None, ticket: TransferTicket) -> int:
         """pysyncobj's transfer, asked each tick while it is refused because the target
         has not got every entry yet; the first other answer."""

@@ -23,6 +23,10 @@ gaps of ../shared/notes/pysyncobj.md, and where each is closed:
 5. Without `password` the peer port unpickles anything. A node refuses to start without
    a cluster secret, and pysyncobj then authenticates and encrypts every peer message.
 
+6. Membership changes (`change_membership`, dynamicMembershipChange on): pysyncobj never
+   sets its one-change-at-a-time guard, so a change is refused here while a membership
+   entry is not yet committed (docs/design/membership.md).
+
 pysyncobj builds its journal through the module global `createJournal`; `_journal_factory`
 swaps it for the construction of one node only (and can hand over a journal that snapshot
 recovery has already opened and fitted). Log compaction is driven by a `SnapshotHooks`
@@ -172,7 +176,7 @@ class RaftConfig:
             logCompactionMinEntries=self.snapshot_every_entries if hooks is not None else never,
             logCompactionMinTime=self.snapshot_every_s if hooks is not None else never,
             logCompactionSplit=False,
-            dynamicMembershipChange=False,
+            dynamicMembershipChange=True,  # evx admin add-node / remove-node
             onStateChanged=on_state_changed,
             useFork=False,
         )
@@ -266,7 +270,11 @@ class RaftNode(SyncObj):
         new leader, appended while reading the votes) goes to disk first."""
         assert self._journal is not None
         while self._tick_calls:
-            self._tick_calls.pop(0)()
+            call = self._tick_calls.pop(0)
+            try:
+                call()
+            except Exception:  # an admin request that failed: the node goes on
+                logger.exception("tick_call_failed")
         self._journal.sync()
         held = self._held_acknowledgements
         if held:
@@ -359,6 +367,32 @@ class RaftNode(SyncObj):
     def take_snapshot(self) -> None:
         """Take a snapshot (and compact the log) at the next tick, whatever its length."""
         self.forceLogCompaction()
+
+    def change_membership(self, add: bool, address: str, callback: Callable[[int], None]) -> None:
+        """Add or remove one node (its peer address), on the leader; `callback(reason)`
+        runs on the tick thread when the change is committed (0) or refused. pysyncobj does
+        not hold changes to one at a time (its guard is never set): a change is refused here
+        while an earlier one is not yet committed."""
+
+        def call() -> None:
+            if not self._isLeader() or self._membership_pending():
+                callback(FAIL_REASON.REQUEST_DENIED)
+                return
+            change = self.addNodeToCluster if add else self.removeNodeFromCluster
+            change(address, lambda _result, reason: callback(reason))
+
+        self.call_on_tick(call)
+
+    def _membership_pending(self) -> bool:
+        """Whether the log holds a membership entry that is not committed yet."""
+        assert self._journal is not None
+        commit = self.raftCommitIndex
+        for command, index, _term in reversed(self._journal):
+            if index <= commit:
+                return False
+            if command and command[0] == _MEMBERSHIP_ENTRY:
+                return True
+        return False
 
     def call_on_tick(self, call: Callable[[], None]) -> None:
         """Run `call` on the tick thread at the start of its next tick (from any thread):
@@ -532,6 +566,7 @@ def entry_payload(command: bytes) -> bytes | None:
 
 
 _REGULAR_ENTRY = 0  # pysyncobj's _COMMAND_TYPE.REGULAR
+_MEMBERSHIP_ENTRY = 2  # pysyncobj's _COMMAND_TYPE.MEMBERSHIP
 
 
 def open_journal(config: RaftConfig) -> DurableJournal:

@@ -190,11 +190,14 @@ class NodeSnapshots:
     # -- serializer --------------------------------------------------------------------------
 
     def serialize(self, tmp_file: str, raft_data: Any) -> None:
-        entry_last, entry_before, _cluster = raft_data
+        entry_last, entry_before, cluster = raft_data
         entry_last = _entry(entry_last)
         entry_before = _entry(entry_before)
         if self._writer is not None:
             return  # pysyncobj never asks twice at once; nothing to do if it did
+        # The members as pysyncobj has them now (membership changes are replicated): what a
+        # restart or a follower installing this snapshot takes as its cluster.
+        self.cluster = tuple(sorted(getattr(member, "id", member) for member in cluster))
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp_file)
         if self.transfer_path.exists():
@@ -305,8 +308,8 @@ class NodeSnapshots:
             and header.index == loaded.index
             and header.state_digest == loaded.state_digest
         ):
-            return _raft_data(loaded)  # the one recovery loaded before the node started
-        return _raft_data(self._install(blob))
+            return _raft_data(loaded, self.node)  # loaded by recovery before the node started
+        return _raft_data(self._install(blob), self.node)
 
     def _install(self, blob: bytes) -> SnapshotHeader:
         started = time.perf_counter()
@@ -377,10 +380,16 @@ def _entry(value: Any) -> tuple[bytes, int, int]:
     return (bytes(command), int(index), int(term))
 
 
-def _raft_data(header: SnapshotHeader) -> tuple[Any, Any, Any]:
+def _raft_data(header: SnapshotHeader, node: str) -> tuple[Any, Any, Any]:
     """What pysyncobj expects back from a deserializer: the last entry, the one before,
-    and the cluster (used by pysyncobj only with dynamic membership, which evx has off)."""
-    return header.entry_last, header.entry_before, header.cluster
+    and the cluster, which pysyncobj takes as this node's peers: without the node itself
+    (pysyncobj compares its own Node with these strings, never equal, so it would become its
+    own peer)."""
+    return (
+        header.entry_last,
+        header.entry_before,
+        [address for address in header.cluster if address != node],
+    )
 
 
 def _die_with_parent() -> None:

@@ -348,3 +348,23 @@ async def snapshot(
         except (OSError, trio.TooSlowError) as error:  # a node down: the others still run
             results.append(AdminResult(peer.node_id, False, f"down ({type(error).__name__})"))
     return results
+
+
+async def change_membership(
+    nodes: list[PeerConfig], key: Ed25519PrivateKey, add: bool, address: str
+) -> AdminResult:
+    """Add or remove the node whose peer address is `address`, on the leader."""
+    rows = await statuses(nodes)
+    leader = leader_of(rows)
+    if leader is None:
+        return AdminResult(0, False, "the nodes do not agree on one leader: see evx admin status")
+    peer = next(peer for peer in nodes if peer.node_id == leader.node)
+    action = wire.AdminAction.ADD_NODE if add else wire.AdminAction.REMOVE_NODE
+    host, port = split_address(peer.gateway)
+    try:
+        with trio.fail_after(30):
+            async with Client([(host, port)], account_id=0, key=key) as client:
+                answer = await client.node_admin(int(action), 0, address)
+    except BaseExceptionGroup as group:
+        raise sole_exception(group) from None
+    return AdminResult(node=peer.node_id, done=bool(answer.done), text=answer.text)

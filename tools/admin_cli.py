@@ -212,6 +212,44 @@ def snapshot(
     sys.exit(0 if all(result.done for result in results) else 1)
 
 
+def _membership_command(name: str, add: bool, help_text: str) -> None:
+    @admin.command(name, help=help_text)
+    @_signed
+    @click.option("--raft", "address", required=True, help="the node's peer address, host:port")
+    def command(
+        data_dir: Path | None,
+        config_path: Path | None,
+        operator_key: Path | None,
+        as_json: bool,
+        address: str,
+    ) -> None:
+        from . import admin as cluster  # noqa: PLC0415
+
+        host, _, port = address.rpartition(":")
+        if not host or not port.isdigit():
+            raise UsageProblem(f"--raft {address!r} is not host:port")
+        nodes = _nodes(data_dir, config_path)
+        key = _key(data_dir, operator_key)
+        result = _run(lambda: cluster.change_membership(nodes, key, add, address), sent=True)
+        if as_json:
+            click.echo(json.dumps(result.as_dict()))
+        else:
+            click.echo(result.text)
+        sys.exit(0 if result.done else 1)
+
+
+_membership_command(
+    "add-node",
+    True,
+    "Make the node at --raft a member (then start it, empty; docs/operations.md).",
+)
+_membership_command(
+    "remove-node",
+    False,
+    "Remove the member at --raft from the cluster (a dead node, or one to retire).",
+)
+
+
 # -- The exchange -----------------------------------------------------------------------------
 
 

@@ -4,6 +4,7 @@ snapshot, `evx replay` agrees with the live nodes, and one data folder has one n
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import subprocess
 import sys
@@ -21,7 +22,8 @@ from evx.snapshots.replay import replay
 from evx.snapshots.store import SnapshotStore
 from evx.snapshots.writer import EXIT_SNAPSHOT_FAILED
 from evx.tools import admin
-from evx.tools.config import SnapshotSettings
+from evx.tools.config import NodeConfig, PeerConfig, SnapshotSettings, load, render
+from support.counter import free_ports
 from support.processes import ProcessCluster
 from support.snapshot_logs import apply_through, journal_entries, snapshot_at
 
@@ -175,3 +177,101 @@ async def test_a_dead_node_replaced_by_an_empty_one_catches_up_to_the_same_hash(
             assert view.node == cluster.address(dead)
             orders = await view.open_orders(min_applied_index=maker.applied_index)
             assert sorted(order.order_id for order in orders.orders) == sorted(acked)
+
+
+async def test_a_dead_node_removed_and_a_new_one_added_catches_up_by_snapshot(
+    cluster: ProcessCluster,
+) -> None:
+    """Membership change, one node at a time: node D dies and is removed from the cluster;
+    a new, empty node N (new id, new addresses) is added and started; it is sent the
+    leader's snapshot and reaches the same hash; after every node restarts, the cluster is
+    still {survivors, N}."""
+    leader = await cluster.wait_leader()
+    market, traders = await cluster.open_market(["maker"])
+    maker_id, maker_key = traders["maker"]
+    dead = next(node for node in cluster.node_ids if node != leader)
+    survivors = [node for node in cluster.node_ids if node != dead]
+    data = str(cluster.layout.data_dir)
+    async with Client(cluster.addresses(leader), account_id=maker_id, key=maker_key) as maker:
+        acked = await _place(maker, market, 20)
+        cluster.kill(dead)
+        acked += await _place(maker, market, 2 * EVERY)  # compacted past what D had
+
+        removed = await trio.to_thread.run_sync(
+            lambda: _evx(
+                "admin", "remove-node", "--data", data, "--raft", cluster.configs[dead - 1].raft
+            )
+        )
+        assert removed.returncode == 0, removed.stdout + removed.stderr
+        new = _new_node_config(cluster, survivors)
+        added = await trio.to_thread.run_sync(
+            lambda: _evx("admin", "add-node", "--data", data, "--raft", new.raft)
+        )
+        assert added.returncode == 0, added.stdout + added.stderr
+        refused = await trio.to_thread.run_sync(
+            lambda: _evx("admin", "add-node", "--data", data, "--raft", new.raft)
+        )
+        assert refused.returncode == 1 and "already" in refused.stdout, refused.stdout
+        cluster.start(new.node_id)
+        members = [*survivors, new.node_id]
+        _write_peers(cluster, members)  # the runbook's last step: every config says who is in
+        await cluster.wait_converged(members, timeout_s=60)
+        assert "snapshot_installed" in cluster.log(new.node_id)
+        acked += await _place(maker, market, 10)
+    await cluster.wait_converged(members, timeout_s=60)
+    for node in members:
+        cluster.kill(node)
+    for node in members:
+        cluster.start(node)
+    await cluster.wait_leader(members)
+    status = await cluster.wait_converged(members, timeout_s=60)
+    async with Client(cluster.addresses(new.node_id), account_id=maker_id, key=maker_key) as view:
+        assert view.node == cluster.address(new.node_id)
+        orders = await view.open_orders(min_applied_index=status.applied_index)
+        assert sorted(order.order_id for order in orders.orders) == sorted(acked)
+
+
+def _write_peers(cluster: ProcessCluster, members: list[int]) -> None:
+    """Each member's config lists the other members as its peers (read at its next start)."""
+    configs = {node: cluster.configs[node - 1] for node in members}
+    for node, config in configs.items():
+        peers = tuple(
+            PeerConfig(other, configs[other].raft, configs[other].gateway)
+            for other in members
+            if other != node
+        )
+        config.path.write_text(render(dataclasses.replace(config, peers=peers)))
+        cluster.configs[node - 1] = load(config.path)
+
+
+def _new_node_config(cluster: ProcessCluster, members: list[int]) -> NodeConfig:
+    """A fourth node's config: its own id and ports, the current members as its peers."""
+    raft, gateway = free_ports(2)
+    template = cluster.configs[members[0] - 1]
+    node_id = max(cluster.node_ids) + 1
+    config = dataclasses.replace(
+        template,
+        path=cluster.layout.data_dir / f"node{node_id}.toml",
+        node_id=node_id,
+        data_dir=cluster.layout.data_dir / f"node{node_id}",
+        raft=f"127.0.0.1:{raft}",
+        gateway=f"127.0.0.1:{gateway}",
+        metrics="",
+        peers=tuple(
+            PeerConfig(node, cluster.configs[node - 1].raft, cluster.configs[node - 1].gateway)
+            for node in members
+        ),
+    )
+    config.path.write_text(render(config))
+    cluster.configs.append(load(config.path))
+    return cluster.configs[-1]
+
+
+def _evx(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "evx.tools.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )

@@ -727,7 +727,7 @@ huge_events = m.pack_msgpack_array([b"e" * 250] * 4_300)
             m.Status(1, 1, 2, 0, 0, 0, 0, bytes(32), 0, 0, 0, 2, 2, 2),
             ErrorCode.VALUE_MUST_BE_IN_RANGE,
         ),
-        (CLIENT, m.NodeAdmin(1, 3, 0), ErrorCode.VALUE_MUST_BE_IN_RANGE),
+        (CLIENT, m.NodeAdmin(1, 5, 0, ""), ErrorCode.VALUE_MUST_BE_IN_RANGE),
         (SERVER, m.NodeAdminResult(1, 1, 2, 0, 0, 0, ""), ErrorCode.VALUE_MUST_BE_IN_RANGE),
         (SERVER, m.HashAt(1, 1, 2, bytes(32), 0), ErrorCode.VALUE_MUST_BE_IN_RANGE),
         (

@@ -72,7 +72,7 @@ EXPECTED_MESSAGES = {
     "Book": (0x43, "SERVER_TO_CLIENT", None),
     "OperatorCommand": (0x50, "CLIENT_TO_SERVER", None),
     "OperatorResult": (0x51, "SERVER_TO_CLIENT", None),
-    "NodeAdmin": (0x52, "CLIENT_TO_SERVER", 7),
+    "NodeAdmin": (0x52, "CLIENT_TO_SERVER", None),
     "NodeAdminResult": (0x53, "SERVER_TO_CLIENT", None),
     "QueryStatus": (0x60, "CLIENT_TO_SERVER", 4),
     "Status": (0x61, "SERVER_TO_CLIENT", 88),
