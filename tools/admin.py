@@ -61,7 +61,16 @@ def cluster_nodes(data_dir: Path | None, config_path: Path | None) -> list[PeerC
     configs: list[NodeConfig] = layout.configs()
     if not configs:
         raise FileNotFoundError(f"no cluster in {layout.data_dir} (node*.toml)")
-    return list(configs[0].all_nodes())
+    # Every node named by any config of the folder (after a membership change, a new
+    # node's config names it before the others' are edited), each node's own config
+    # being the word on its addresses.
+    nodes: dict[int, PeerConfig] = {}
+    for config in configs:
+        for peer in config.all_nodes():
+            nodes.setdefault(peer.node_id, peer)
+    for config in configs:
+        nodes[config.node_id] = PeerConfig(config.node_id, config.raft, config.gateway)
+    return [nodes[node_id] for node_id in sorted(nodes)]
 
 
 async def statuses(nodes: list[PeerConfig], timeout_s: float = 2.0) -> list[NodeStatus]:
