@@ -266,9 +266,7 @@ class Gateway:
             last_snapshot_index=self.node.last_snapshot_index(),
             log_entries=status.log_entries if status else 0,
             peers_connected=min(len(status.connected_peers), 255) if status else 0,
-            peers_total=min(len(self.node.node_ids_by_address) - 1, 255)
-            if self.node.node_ids_by_address
-            else 0,
+            peers_total=min(len(status.peers), 255) if status else 0,
             flags=int(wire.StatusFlag.TRANSFERRING) if status and status.transferring else 0,
         )
 

@@ -194,6 +194,7 @@ class RaftStatus:
     last_applied: int
     log_entries: int
     connected_peers: tuple[str, ...]
+    peers: tuple[str, ...]  # the other members, as the replicated membership has them
     has_quorum: bool
     uptime_s: int
     applied_index: int  # of the state machine: the index its state_hash belongs to
@@ -332,13 +333,12 @@ class RaftNode(SyncObj):
     def _take_status(self) -> None:
         raw = self.getStatus()
         leader = raw.get("leader")
-        connected = tuple(
-            sorted(
-                key.removeprefix("partner_node_status_server_")
-                for key, value in raw.items()
-                if key.startswith("partner_node_status_server_") and value == 2
-            )
-        )
+        partners = {
+            key.removeprefix("partner_node_status_server_"): value
+            for key, value in raw.items()
+            if key.startswith("partner_node_status_server_")
+        }
+        connected = tuple(sorted(address for address, value in partners.items() if value == 2))
         assert self._journal is not None
         status = RaftStatus(
             address=self._config.self_address,
@@ -349,6 +349,7 @@ class RaftNode(SyncObj):
             last_applied=raw["last_applied"],
             log_entries=raw["log_len"],
             connected_peers=connected,
+            peers=tuple(sorted(partners)),
             has_quorum=raw["has_quorum"],
             uptime_s=raw["uptime"],
             applied_index=self._machine.applied_index,

@@ -203,6 +203,12 @@ async def test_a_dead_node_removed_and_a_new_one_added_catches_up_by_snapshot(
             )
         )
         assert removed.returncode == 0, removed.stdout + removed.stderr
+        with trio.fail_after(5):  # Status counts the live membership's peers, not the configs'
+            while any(
+                s is None or s.peers_total != 1
+                for s in (await cluster.statuses(survivors)).values()
+            ):
+                await trio.sleep(0.05)
         new = _new_node_config(cluster, survivors)
         added = await trio.to_thread.run_sync(
             lambda: _evx("admin", "add-node", "--data", data, "--raft", new.raft)
@@ -217,6 +223,8 @@ async def test_a_dead_node_removed_and_a_new_one_added_catches_up_by_snapshot(
         _write_peers(cluster, members)  # the runbook's last step: every config says who is in
         await cluster.wait_converged(members, timeout_s=60)
         assert "snapshot_installed" in cluster.log(new.node_id)
+        statuses = await cluster.statuses(members)  # the live membership, not the configs
+        assert all(s is not None and s.peers_total == 2 for s in statuses.values()), statuses
         acked += await _place(maker, market, 10)
     await cluster.wait_converged(members, timeout_s=60)
     for node in members:
