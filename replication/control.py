@@ -1,4 +1,5 @@
-"""What an operator does to one node, on the trio side: a snapshot now, a planned transfer.
+"""What an operator does to one node, on the trio side: a snapshot now, a planned transfer,
+a membership change (one node added or removed, through the log, on the leader).
 
 Strategy: both run on the trio thread of the node they concern, watch the node through
 the status the tick thread takes every tick (RaftNode.status), and hand anything that
@@ -155,6 +156,17 @@ class NodeControl:
             return AdminOutcome(False, f"this node is not the leader ({where}): ask the leader")
         if not add and address == status.address:
             return AdminOutcome(False, "the leader cannot remove itself: transfer leadership first")
+        if self._busy:
+            return AdminOutcome(False, "another admin action is running on this node")
+        self._busy = True
+        try:
+            return await self._change_membership(add, address, verb, timeout_s)
+        finally:
+            self._busy = False
+
+    async def _change_membership(
+        self, add: bool, address: str, verb: str, timeout_s: float
+    ) -> AdminOutcome:
         with trio.move_on_after(timeout_s):
             reason: int = await self._bridge.ask(
                 lambda reply: self._raft.change_membership(add, address, reply)
