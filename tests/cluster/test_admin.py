@@ -32,14 +32,6 @@ from support.processes import ProcessCluster
 TEST_TIMEOUT_S = 60
 
 
-@pytest.fixture
-def cluster(tmp_path: Path):
-    cluster = ProcessCluster(tmp_path)
-    cluster.start_all()
-    yield cluster
-    cluster.stop_all()
-
-
 def _evx(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "evx.tools.cli", *args],

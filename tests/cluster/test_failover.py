@@ -6,7 +6,6 @@ from __future__ import annotations
 import socket
 from pathlib import Path
 
-import pytest
 import trio
 
 from evx.core import Side, TimeInForce
@@ -15,14 +14,6 @@ from evx.gateway.client import Client
 from evx.replication.raft import EXIT_RAFT_PORT_UNAVAILABLE
 from evx.tools.node import split_address
 from support.processes import ProcessCluster
-
-
-@pytest.fixture
-def cluster(tmp_path: Path):
-    cluster = ProcessCluster(tmp_path)
-    cluster.start_all()
-    yield cluster
-    cluster.stop_all()
 
 
 async def _place(client: Client, market: int, prices: range, quantity: int = 5) -> list[int]:

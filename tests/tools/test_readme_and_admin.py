@@ -9,8 +9,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 from evx.gateway.keys import public_bytes, read_private_key
 from evx.tools.up import bootstrap_demo
 from support.processes import ProcessCluster
@@ -22,14 +20,6 @@ def _readme_script() -> str:
     blocks = re.findall(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
     assert len(blocks) == 1, "README has one Python example"
     return blocks[0]
-
-
-@pytest.fixture
-def cluster(tmp_path: Path):
-    cluster = ProcessCluster(tmp_path)
-    cluster.start_all()
-    yield cluster
-    cluster.stop_all()
 
 
 async def test_the_readme_script_quotes_and_admin_status_sees_every_node(
