@@ -1,7 +1,8 @@
 """evx.core: the pure, deterministic matching, clearing and settlement engine.
 
 This module's exports are the engine's public API; the other packages import only these.
-core/ imports the standard library's pure modules, msgpack and itself (a test enforces it).
+core/ imports the standard library's pure modules, msgpack and itself  # float-ok
+(a test enforces it).
 """
 
 from . import constants, queries

@@ -61,7 +61,7 @@ class Liquidity(IntEnum):
 
 class MarketKind(IntEnum):
     BINARY = 1  # YES pays 100 if the outcome is YES, else 0
-    SCALAR = 2  # YES pays round_half_up(100 * (v - floor) / (cap - floor)); NO the rest
+    SCALAR = 2  # YES pays round_half_up(100 * (v - floor) / (cap - floor)); NO the rest  # float-ok
 
 
 class MarketStatus(IntEnum):

@@ -42,7 +42,7 @@ market_order_max_cost_cents_max = 10**13
 position_limit_max = 100_000_000
 position_limit_default = 1_000_000
 fee_bps_max = 10_000  # 100 %: above this a closing fill could cost more than it returns
-fee_denominator = 1_000_000  # fee = ceil(bps * contracts * p * (100 - p) / fee_denominator)
+fee_denominator = 1_000_000  # fee = ceil(bps * C * p * (100 - p) / this)  # float-ok
 taker_fee_bps_default = 700  # Kalshi's 7 % taker formula
 maker_fee_bps_default = 0
 

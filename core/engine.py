@@ -7,7 +7,7 @@ could differ between processes (dicts are iterated in insertion order, which the
 state restores; anything that emits events in a loop walks a sorted or queue order).
 
 Every command yields exactly one outcome event first (accepted, or CommandRejected with the
-rule that failed, checked in the fixed precedence of docs/engine.md), then its domain
+rule that failed, checked in the fixed precedence of docs/engine.md), then its domain  # float-ok
 events. A rejected command changes nothing but the account's event counter. The engine
 never raises on input; an AssertionError here is a bug, and the node must stop.
 

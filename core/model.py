@@ -5,7 +5,7 @@ of a market is two arrays of 100 price levels (index = YES price) with a bit mas
 non-empty ones, so the best price is one bit operation; a level is an intrusive doubly
 linked list of orders in time priority, so adding, filling and cancelling are O(1).
 
-Collateral (docs/engine.md has the worked examples). An account's money in a market is
+Collateral (docs/engine.md has the worked examples). An account's money in a market is  # float-ok
 held per (account, market) in an AccountMarket. Every resting order pays, per contract, its
 side price x: a bid (buy YES at p) pays x = p, an ask (buy NO) pays x = 100 - p. A bid that
 meets a NO position closes it: the pair is redeemed for 100 at once, so such a fill brings
