@@ -125,7 +125,8 @@ def record_account(layout: ClusterLayout, name: str, account_id: int, key_file: 
 
 
 def free_ports(count: int) -> list[int]:
-    """Ports on 127.0.0.1 that were free a moment ago (for tests and benchmarks)."""
+    """Ports on 127.0.0.1 that were free a moment ago, closed again (for tests and
+    benchmarks: a small race with other programs is accepted)."""
     sockets = []
     for _ in range(count):
         server = socket.socket()

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import hashlib
-import socket
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 from evx.replication.raft import RaftConfig, RaftNode
+from evx.tools.layout import free_ports  # re-exported: what every test uses for its ports
 
 
 class CounterMachine:
@@ -40,19 +40,6 @@ class CounterMachine:
     @property
     def state_hash(self) -> bytes:
         return self._state_hash
-
-
-def free_ports(count: int) -> list[int]:
-    """Ports the kernel just gave out on 127.0.0.1 (closed again: a small race is fine)."""
-    sockets = []
-    for _ in range(count):
-        server = socket.socket()
-        server.bind(("127.0.0.1", 0))
-        sockets.append(server)
-    ports = [server.getsockname()[1] for server in sockets]
-    for server in sockets:
-        server.close()
-    return ports
 
 
 SECRET = "test cluster secret"

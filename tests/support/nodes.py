@@ -49,7 +49,7 @@ def operator_client(layout: ClusterLayout, node: RunningNode) -> Client:
 
 
 async def open_market_with_traders(
-    operator: Client, names: list[str], cash: int = 1_000_000
+    operator: Client, names: list[str], cash: int = 1_000_000, ticker: str = "GW-TEST"
 ) -> tuple[int, dict[str, tuple[int, object]]]:
     """Accounts with fresh keys and cash, and one open binary market. Returns the market id
     and name -> (account_id, private key)."""
@@ -60,7 +60,7 @@ async def open_market_with_traders(
         account_id = result.event_values()[0][1]
         await operator.operate(Deposit(account_id, cash, f"seed-{name}"))
         traders[name] = (account_id, key)
-    created = await operator.operate(CreateMarket("GW-TEST", MarketKind.BINARY))
+    created = await operator.operate(CreateMarket(ticker, MarketKind.BINARY))
     market_id = created.event_values()[0][1]
     await operator.operate(SetMarketStatus(market_id, MarketStatus.OPEN))
     return market_id, traders

@@ -15,15 +15,15 @@ from pathlib import Path
 
 import trio
 
-from evx.core import CreateAccount, CreateMarket, Deposit, MarketKind, MarketStatus, SetMarketStatus
 from evx.gateway.client import Client, query_status
-from evx.gateway.keys import generate_private_key, public_bytes, read_private_key
+from evx.gateway.keys import read_private_key
 from evx.gateway.messages import Status
 from evx.tools.config import SnapshotSettings
 from evx.tools.layout import ClusterLayout, create
 from evx.tools.node import split_address
 
 from .counter import free_ports
+from .nodes import open_market_with_traders
 
 
 class ProcessCluster:
@@ -134,15 +134,5 @@ class ProcessCluster:
 
     async def open_market(self, names: list[str], cash: int = 10_000_000) -> tuple[int, dict]:
         """Accounts with keys and cash, and one open market, through an operator session."""
-        traders: dict[str, tuple[int, object]] = {}
         async with self.operator() as operator:
-            for name in names:
-                key = generate_private_key()
-                result = await operator.operate(CreateAccount(name, public_bytes(key)))
-                account_id = result.event_values()[0][1]
-                await operator.operate(Deposit(account_id, cash, f"seed-{name}"))
-                traders[name] = (account_id, key)
-            created = await operator.operate(CreateMarket("PROC-TEST", MarketKind.BINARY))
-            market_id = created.event_values()[0][1]
-            await operator.operate(SetMarketStatus(market_id, MarketStatus.OPEN))
-        return market_id, traders
+            return await open_market_with_traders(operator, names, cash, ticker="PROC-TEST")
