@@ -30,7 +30,17 @@ from enum import Enum
 
 from . import limits
 from .codes import ErrorCode, LocalProtocolError, ProtocolError, RemoteProtocolError
-from .messages import CLIENT, FRAME_HEADER_SIZE, MESSAGES, SERVER, Message, Role
+from .messages import (
+    CLIENT,
+    FEED_PORT,
+    FRAME_HEADER_SIZE,
+    MESSAGES_OF_PORT,
+    ORDER_ENTRY_PORT,
+    SERVER,
+    Message,
+    Port,
+    Role,
+)
 
 _LENGTH = struct.Struct(">I")
 _HEADER = struct.Struct(">IB")
@@ -60,16 +70,20 @@ class Connection:
     __slots__ = (
         "_buffer",
         "_error",
+        "_messages",
         "_peer_closed",
         "_receive_size_max",
         "_send_size_max",
         "our_role",
+        "port",
         "their_role",
     )
 
-    def __init__(self, our_role: Role) -> None:
+    def __init__(self, our_role: Role, port: Port = ORDER_ENTRY_PORT) -> None:
         assert our_role in (CLIENT, SERVER), our_role
         self.our_role = our_role
+        self.port = port
+        self._messages = MESSAGES_OF_PORT[port]
         self.their_role = SERVER if our_role is CLIENT else CLIENT
         self._receive_size_max = frame_size_max(self.their_role)
         self._send_size_max = frame_size_max(our_role)
@@ -134,11 +148,11 @@ class Connection:
         if available < FRAME_HEADER_SIZE:
             return self._incomplete(available)
         message_type = buffer[_PREFIX_SIZE]
-        cls = MESSAGES.get(message_type)
+        cls = self._messages.get(message_type)
         if cls is None:
             raise RemoteProtocolError(
                 ErrorCode.MESSAGE_TYPE_MUST_BE_KNOWN,
-                f"message type {message_type:#04x} is not known",
+                f"message type {message_type:#04x} is not a message of the {self.port.value} port",
                 message_type,
             )
         if not cls.DIRECTION.sent_by(self.their_role):
@@ -169,9 +183,13 @@ class Connection:
         """The frame that carries `message`; LocalProtocolError if our side may not send it
         or a value does not fit, in which case nothing is to be written."""
         cls = type(message)
-        if not isinstance(message, Message) or MESSAGES.get(getattr(cls, "TYPE", -1)) is not cls:
+        if (
+            not isinstance(message, Message)
+            or self._messages.get(getattr(cls, "TYPE", -1)) is not cls
+        ):
             raise LocalProtocolError(
-                ErrorCode.MESSAGE_TYPE_MUST_BE_KNOWN, f"{cls.__name__} is not a message"
+                ErrorCode.MESSAGE_TYPE_MUST_BE_KNOWN,
+                f"{cls.__name__} is not a message of the {self.port.value} port",
             )
         if not cls.DIRECTION.sent_by(self.our_role):
             raise LocalProtocolError(
@@ -195,11 +213,14 @@ class Connection:
 __all__ = [
     "CLIENT",
     "CLOSED",
+    "FEED_PORT",
     "NEED_DATA",
+    "ORDER_ENTRY_PORT",
     "SERVER",
     "Connection",
     "ErrorCode",
     "LocalProtocolError",
+    "Port",
     "ProtocolError",
     "RemoteProtocolError",
     "Role",

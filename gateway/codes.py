@@ -54,6 +54,9 @@ class ErrorCode(IntEnum):
     OUTCOME_UNKNOWN = 1302  # the command may or may not have been applied: resend it as is
     REPORTS_MUST_BE_CONTINUOUS = 1303  # the node jumped to a snapshot: log in again
 
+    # 1400-1499: the market-data feed.
+    SUBSCRIPTIONS_MUST_NOT_EXCEED_MAX = 1400  # markets per feed connection
+
     @property
     def rule(self) -> str:
         """The code as written in docs and logs: `frame_must_fit_max`."""

@@ -37,6 +37,7 @@ class ExchangeResult:
     origin: tuple[int, int]  # (node_id, batch_seq); (0, 0) for an entry that did not decode
     applied: AppliedBatch
     apply_s: float = 0.0  # the engine's time on it (wall clock: for metrics, never state)
+    applied_at: float = 0.0  # time.monotonic() when it was applied (for the feed's metrics)
 
     def command_events(self, position: int) -> tuple[tuple[Any, ...], ...]:
         return self.applied.command_events(position)
@@ -78,7 +79,7 @@ class ExchangeMachine:
             apply_s = time.perf_counter() - started
             self._applied_index = index
             self._keep_hash(index, self.engine.state_hash)
-        return ExchangeResult(index, origin, applied, apply_s)
+        return ExchangeResult(index, origin, applied, apply_s, time.monotonic())
 
     @property
     def applied_index(self) -> int:

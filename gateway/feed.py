@@ -46,65 +46,113 @@ class FeedGapError(Exception):
 
 @dataclass(frozen=True, slots=True)
 class BookImage:
-    """A whole book at `market_seq`: levels as (YES price, quantity, orders), best first."""
+    """A whole market at `market_seq`: levels as (YES price, quantity, orders), best first,
+    its status, and once settled its outcome and YES payout."""
 
     market_id: int
     market_seq: int
     status: int
     bids: tuple[tuple[int, int, int], ...]
     asks: tuple[tuple[int, int, int], ...]
+    ticker: str = ""
+    outcome: int = 0
+    yes_payout: int = 0
 
 
 def book_image(engine: Engine, market_id: int) -> BookImage | None:
-    """The book of `market_id` as it is now (call under ExchangeMachine.lock)."""
+    """The market `market_id` as it is now (call under ExchangeMachine.lock)."""
     view = queries.book(engine, market_id)
     if view is None:
         return None
+    market = engine.markets[market_id]
     return BookImage(
         market_id,
-        engine.markets[market_id].seq,
+        market.seq,
         view.status,
         tuple((level.price, level.quantity, level.orders) for level in view.bids),
         tuple((level.price, level.quantity, level.orders) for level in view.asks),
+        market.ticker,
+        market.outcome,
+        market.yes_payout,
     )
 
 
 class FeedWindows:
-    """The recent market events of every market, for subscribers that resume."""
+    """Every market as the feed has published it: its book (a LocalBook kept from the same
+    events the subscribers get, so an image is exactly the state after its sequence) and
+    its recent events, for subscribers that resume.
 
-    def __init__(self, window_events: int) -> None:
-        assert window_events > 0
+    Memory is bounded twice: at most `window_events` events per market, and at most
+    `window_events_total` over all markets (the oldest go first), so ten thousand busy
+    markets cannot hold ten thousand windows in full."""
+
+    def __init__(self, window_events: int, window_events_total: int | None = None) -> None:
+        if window_events < 1:
+            raise ValueError("window_events must be at least 1")
         self.window_events = window_events
+        self.window_events_total = window_events_total or window_events * 100
         self._windows: dict[int, deque[tuple[Any, ...]]] = {}
-        self._last: dict[int, int] = {}  # market -> its newest market_seq seen here
+        self._books: dict[int, LocalBook] = {}
+        self._order: deque[tuple[int, int]] = deque()  # (market, seq), oldest first
 
     def reset(self, engine: Engine) -> None:
-        """Start from the engine's state (at start, or after a snapshot was installed):
-        nothing before it can be replayed from here."""
+        """Start from the engine's state (at start, or after a snapshot was installed;
+        call under ExchangeMachine.lock): nothing before it can be replayed from here.
+        The engine may already be past the applied stream: `publish` then skips the
+        events its images already hold."""
         self._windows = {market_id: deque() for market_id in engine.markets}
-        self._last = {market_id: market.seq for market_id, market in engine.markets.items()}
+        self._books = {}
+        for market_id in engine.markets:
+            image = book_image(engine, market_id)
+            assert image is not None
+            self._books[market_id] = LocalBook.from_image(image)
+        self._order.clear()
 
-    def publish(self, event: tuple[Any, ...]) -> None:
-        """One market event, in log order."""
+    def publish(self, event: tuple[Any, ...]) -> bool:
+        """One market event, in log order; False if the books already hold it."""
         market_id, seq = event[1], event[2]
-        last = self._last.get(market_id, 0)
-        if seq != last + 1:  # the applied stream skipped: a bug upstream, never to serve
-            raise ValueError(f"market {market_id} jumped from {last} to {seq}")
-        window = self._windows.get(market_id)
-        if window is None:
-            window = self._windows[market_id] = deque()
+        book = self._books.get(market_id)
+        if book is None:
+            if event[0] != _CREATED or seq != 1:  # never to serve: a bug upstream
+                raise ValueError(f"market {market_id} starts at {event!r}")
+            book = self._books[market_id] = LocalBook(market_id, 0, int(MarketStatus.PROPOSED))
+            self._windows[market_id] = deque()
+        if seq <= book.market_seq:
+            return False
+        if seq != book.market_seq + 1:
+            raise ValueError(f"market {market_id} jumped from {book.market_seq} to {seq}")
+        book.apply(event)
+        window = self._windows[market_id]
         window.append(event)
         if len(window) > self.window_events:
             window.popleft()
-        self._last[market_id] = seq
+        order = self._order
+        order.append((market_id, seq))
+        while len(order) > self.window_events_total:
+            old_market, old_seq = order.popleft()
+            old = self._windows[old_market]
+            if old and old[0][2] == old_seq:  # else the market's own bound dropped it
+                old.popleft()
+        return True
 
     def last_seq(self, market_id: int) -> int | None:
-        return self._last.get(market_id)
+        book = self._books.get(market_id)
+        return None if book is None else book.market_seq
+
+    def markets(self) -> list[int]:
+        return sorted(self._books)
+
+    def book(self, market_id: int) -> LocalBook | None:
+        return self._books.get(market_id)
+
+    def image(self, market_id: int) -> BookImage | None:
+        book = self._books.get(market_id)
+        return None if book is None else book.image()
 
     def resume(self, market_id: int, after_seq: int) -> list[tuple[Any, ...]] | None:
         """Every event of the market after `after_seq`, or None if some of them are no
         longer (or not yet) here: the subscriber then needs an image."""
-        last = self._last.get(market_id)
+        last = self.last_seq(market_id)
         if last is None or after_seq > last:
             return None
         if after_seq == last:
@@ -134,8 +182,9 @@ class LocalBook:
     bids: dict[int, tuple[int, int]] = field(default_factory=dict)  # price -> (qty, orders)
     asks: dict[int, tuple[int, int]] = field(default_factory=dict)
     trades: deque[Trade] = field(default_factory=lambda: deque(maxlen=TRADES_KEPT))
-    outcome: int | None = None
-    yes_payout: int | None = None
+    ticker: str = ""
+    outcome: int = 0  # once settled
+    yes_payout: int = 0
 
     @classmethod
     def from_image(cls, image: BookImage) -> LocalBook:
@@ -145,6 +194,9 @@ class LocalBook:
             image.status,
             {price: (quantity, orders) for price, quantity, orders in image.bids},
             {price: (quantity, orders) for price, quantity, orders in image.asks},
+            ticker=image.ticker,
+            outcome=image.outcome,
+            yes_payout=image.yes_payout,
         )
 
     def apply(self, event: tuple[Any, ...]) -> bool:
@@ -173,6 +225,8 @@ class LocalBook:
         elif code == _SETTLED:
             self.status = int(MarketStatus.SETTLED)
             self.outcome, self.yes_payout = event[3], event[4]
+        elif code == _CREATED:
+            self.ticker = event[3]
         return True
 
     def image(self) -> BookImage:
@@ -182,6 +236,9 @@ class LocalBook:
             self.status,
             tuple((price, *self.bids[price]) for price in sorted(self.bids, reverse=True)),
             tuple((price, *self.asks[price]) for price in sorted(self.asks)),
+            self.ticker,
+            self.outcome,
+            self.yes_payout,
         )
 
     def best(self) -> tuple[int | None, int | None]:

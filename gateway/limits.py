@@ -28,6 +28,10 @@ frame_length_prefix_size = 4  # the u32 before each frame; its value counts the 
 string_length_max = 256  # bytes of UTF-8 in one string field (or one msgpack str or bin)
 query_results_max = 10_000  # entries in one OpenOrders or Positions answer
 book_levels_per_side_max = engine.price_max_cents - engine.price_min_cents + 1
+# The feed: markets named in one Subscribe (a client subscribes to more with several), and
+# markets listed in one FeedHeartbeat (every market there is, at most).
+subscribe_markets_max = 256
+heartbeat_markets_max = engine.markets_max
 # Arrays within arrays in an operator payload, the outermost counting 1. A canonical command
 # is an array of scalars and a command's events an array of such arrays; deeper nesting
 # means nothing, and msgpack's packer refuses more than 511 levels, so a payload nested
@@ -55,6 +59,7 @@ assert query_results_max < 2**16  # the count is a u16
 assert query_results_max >= engine.open_orders_per_account_max
 assert query_results_max >= engine.markets_max
 assert 0 < book_levels_per_side_max < 2**8  # the count of levels is a u8
+assert 0 < subscribe_markets_max < 2**16 and 0 < heartbeat_markets_max < 2**16  # u16 counts
 assert 2 <= msgpack_nesting_max < 511  # a list of events nests 2 deep
 assert 0 < heartbeat_interval_ms_min <= heartbeat_interval_ms_max < 2**32
 assert heartbeat_intervals_silent_max >= 2  # one late heartbeat must not end a session

@@ -59,6 +59,19 @@ CLIENT = Role.CLIENT
 SERVER = Role.SERVER
 
 
+class Port(Enum):
+    """Which of a node's two client ports a message belongs to: order entry (sessions of
+    an account or an operator), or the public market-data feed."""
+
+    ORDER_ENTRY = "order entry"
+    FEED = "feed"
+
+
+ORDER_ENTRY_PORT = Port.ORDER_ENTRY
+FEED_PORT = Port.FEED
+BOTH_PORTS = (ORDER_ENTRY_PORT, FEED_PORT)
+
+
 class Direction(Enum):
     """Which way a message may travel."""
 
@@ -113,6 +126,8 @@ msgpack_array: TypeAlias = bytes  # u32 byte length, then one msgpack array
 ItemT = TypeVar("ItemT")
 query_results: TypeAlias = tuple[ItemT, ...]  # u16 count, then the items
 book_levels: TypeAlias = tuple[ItemT, ...]  # u8 count, then the items
+subscribe_markets: TypeAlias = tuple[ItemT, ...]  # u16 count, then the items
+market_seqs: TypeAlias = tuple[ItemT, ...]  # u16 count, then the items
 
 # name: (struct format, lowest value, highest value)
 _INTEGERS = {
@@ -127,6 +142,8 @@ _BYTES = {"bytes32": 32, "bytes64": 64}
 _GROUPS = {
     "query_results": ("H", limits.query_results_max),
     "book_levels": ("B", limits.book_levels_per_side_max),
+    "subscribe_markets": ("H", limits.subscribe_markets_max),
+    "market_seqs": ("H", limits.heartbeat_markets_max),
 }
 _GROUP_ANNOTATION = re.compile(r"(\w+)\[(\w+)\]\Z")
 _STRING_LENGTH = struct.Struct(">H")
@@ -508,6 +525,7 @@ class Message:
     DIRECTION: ClassVar[Direction]
     LAYOUT: ClassVar[Layout]
     FIELDS: ClassVar[tuple[str, ...]]
+    PORTS: ClassVar[tuple[Port, ...]]
 
     def encode_body(self) -> bytes:
         """The body (no length prefix, no type byte); LocalProtocolError if a value does
@@ -534,26 +552,35 @@ class Message:
         return None
 
 
-MESSAGES: dict[int, type[Message]] = {}  # by TYPE
-MESSAGES_BY_NAME: dict[str, type[Message]] = {}
+MESSAGES: dict[int, type[Message]] = {}  # the order-entry port's, by TYPE
+FEED_MESSAGES: dict[int, type[Message]] = {}  # the feed port's, by TYPE
+MESSAGES_OF_PORT = {ORDER_ENTRY_PORT: MESSAGES, FEED_PORT: FEED_MESSAGES}
+MESSAGES_BY_NAME: dict[str, type[Message]] = {}  # of both ports
 ITEMS: dict[str, type[Item]] = {}
 
 MessageT = TypeVar("MessageT", bound=type[Message])
 
 
-def message(type_code: int, direction: Direction) -> Callable[[MessageT], MessageT]:
-    """Make `cls` a frozen slotted dataclass and register it as message `type_code`."""
+def message(
+    type_code: int, direction: Direction, ports: tuple[Port, ...] = (ORDER_ENTRY_PORT,)
+) -> Callable[[MessageT], MessageT]:
+    """Make `cls` a frozen slotted dataclass and register it as message `type_code` of
+    `ports`. A type code means one message whichever port it travels on."""
 
     def wrap(cls: MessageT) -> MessageT:
         assert 0 < type_code < 2**8, type_code
-        assert type_code not in MESSAGES, f"message type {type_code:#04x} used twice"
+        assert all(type_code not in table for table in MESSAGES_OF_PORT.values()), (
+            f"message type {type_code:#04x} used twice"
+        )
         cls = dataclasses.dataclass(frozen=True, slots=True)(cls)
         fields = _fields_of(cls)
         cls.TYPE = type_code
         cls.DIRECTION = direction
         cls.LAYOUT = Layout(fields)
         cls.FIELDS = tuple(field.name for field in fields)
-        MESSAGES[type_code] = cls
+        cls.PORTS = ports
+        for port in ports:
+            MESSAGES_OF_PORT[port][type_code] = cls
         MESSAGES_BY_NAME[cls.__name__] = cls
         return cls
 
@@ -626,13 +653,7 @@ class LoginAccepted(Message):
     heartbeat_interval_ms: u32
 
     def out_of_range(self) -> str | None:
-        if not (
-            limits.heartbeat_interval_ms_min
-            <= self.heartbeat_interval_ms
-            <= limits.heartbeat_interval_ms_max
-        ):
-            return f"heartbeat_interval_ms {self.heartbeat_interval_ms} is out of range"
-        return None
+        return _heartbeat_interval_problem(self.heartbeat_interval_ms)
 
 
 @message(0x04, Direction.SERVER_TO_CLIENT)
@@ -643,7 +664,7 @@ class LoginRejected(Message):
     text: string
 
 
-@message(0x05, Direction.BOTH)
+@message(0x05, Direction.BOTH, BOTH_PORTS)
 class Heartbeat(Message):
     applied_index: u64  # the sender's applied index; clients send 0
 
@@ -653,7 +674,7 @@ class Logout(Message):
     pass
 
 
-@message(0x07, Direction.SERVER_TO_CLIENT)
+@message(0x07, Direction.SERVER_TO_CLIENT, BOTH_PORTS)
 class Error(Message):
     """Something the server could not do. `message_type` and `reference` say which message
     it concerns, by its type byte and the id the client gave it: a client_order_id for
@@ -1165,6 +1186,201 @@ class HashAt(Message):
         return None
 
 
+# -- 0x70-0x7f: the market-data feed (the feed port) ------------------------------------------
+# Public data, no login. A subscriber names markets and, for each, the last market_seq it
+# has (0: none); the node answers Subscribed, then per market either the events after that
+# sequence or a BookSnapshot, then every change as it is applied. Every frame that changes a
+# book carries the market's sequence, the same on every node (docs/protocol.md section 11).
+
+
+class SubscribeFlag(IntFlag):
+    NONE = 0
+    ALL_MARKETS = 1  # every market, those created later included
+
+
+@message(0x70, Direction.SERVER_TO_CLIENT, (FEED_PORT,))
+class FeedHello(Message):
+    """The node's first frame on every feed connection."""
+
+    protocol_version: u16
+    node_id: u16
+    applied_index: u64
+    heartbeat_interval_ms: u32
+    window_events: u32  # the events per market this node keeps for subscribers that resume
+    markets_max: u32  # markets one connection may subscribe to
+
+    def out_of_range(self) -> str | None:
+        return _heartbeat_interval_problem(self.heartbeat_interval_ms)
+
+
+@item
+class MarketFrom(Item):
+    market_id: u32
+    after_seq: u64  # the last market_seq the subscriber has; 0: send a BookSnapshot
+
+
+@message(0x71, Direction.CLIENT_TO_SERVER, (FEED_PORT,))
+class Subscribe(Message):
+    request_id: u32
+    flags: u8  # SubscribeFlag
+    markets: subscribe_markets[MarketFrom]
+
+    def out_of_range(self) -> str | None:
+        if self.flags & ~int(SubscribeFlag.ALL_MARKETS):
+            return f"flags {self.flags:#04x} has bits that are not defined"
+        if len({market.market_id for market in self.markets}) != len(self.markets):
+            return "a market is named twice"
+        return None
+
+
+@message(0x72, Direction.CLIENT_TO_SERVER, (FEED_PORT,))
+class Unsubscribe(Message):
+    request_id: u32
+    market_id: u32  # 0: every market, and the ticker
+
+
+@message(0x73, Direction.CLIENT_TO_SERVER, (FEED_PORT,))
+class SubscribeTicker(Message):
+    """Top of book and trades of every market, those created later included."""
+
+    request_id: u32
+
+
+class SubscribedFlag(IntFlag):
+    NONE = 0
+    ALL_MARKETS = 1
+    TICKER = 2
+
+
+@message(0x74, Direction.SERVER_TO_CLIENT, (FEED_PORT,))
+class Subscribed(Message):
+    """The answer to Subscribe, Unsubscribe and SubscribeTicker, before the frames they
+    start."""
+
+    request_id: u32
+    markets: u32  # markets this connection is subscribed to now
+    flags: u8  # SubscribedFlag
+    applied_index: u64
+
+    def out_of_range(self) -> str | None:
+        if self.flags & ~int(SubscribedFlag.ALL_MARKETS | SubscribedFlag.TICKER):
+            return f"flags {self.flags:#04x} has bits that are not defined"
+        return None
+
+
+@message(0x75, Direction.SERVER_TO_CLIENT, (FEED_PORT,))
+class BookSnapshot(Message):
+    """A whole market at `market_seq`: its book (every level), status and settlement."""
+
+    market_id: u32
+    market_seq: u64
+    status: u8  # MarketStatus
+    outcome: i64  # once settled: 1 YES or 0 NO (binary), the value (scalar); else 0
+    yes_payout: u8  # once settled: cents per YES contract; else 0
+    ticker: string
+    bids: book_levels[BookLevel]  # best (highest) price first
+    asks: book_levels[BookLevel]  # best (lowest) price first
+
+    def out_of_range(self) -> str | None:
+        return _payout_problem(self.yes_payout)
+
+
+@message(0x76, Direction.SERVER_TO_CLIENT, (FEED_PORT,))
+class LevelUpdate(Message):
+    market_id: u32
+    market_seq: u64
+    side: u8  # BookSide
+    price: u8  # YES price
+    quantity: u64  # the level's whole quantity now; 0 removes the level
+    orders: u32
+
+
+@message(0x77, Direction.SERVER_TO_CLIENT, (FEED_PORT,))
+class TradeUpdate(Message):
+    market_id: u32
+    market_seq: u64
+    trade_id: u64
+    price: u8  # YES price, the resting order's
+    quantity: u64
+    aggressor_side: u8  # BookSide of the taker: BID bought YES
+
+
+@message(0x78, Direction.SERVER_TO_CLIENT, (FEED_PORT,))
+class StatusUpdate(Message):
+    market_id: u32
+    market_seq: u64
+    status: u8  # MarketStatus
+
+
+@message(0x79, Direction.SERVER_TO_CLIENT, (FEED_PORT,))
+class SettledUpdate(Message):
+    market_id: u32
+    market_seq: u64
+    outcome: i64
+    yes_payout: u8  # cents per YES contract; NO contracts get the rest of 100
+
+    def out_of_range(self) -> str | None:
+        return _payout_problem(self.yes_payout)
+
+
+@message(0x7A, Direction.SERVER_TO_CLIENT, (FEED_PORT,))
+class ConfigUpdate(Message):
+    market_id: u32
+    market_seq: u64
+    taker_fee_bps: u32
+    maker_fee_bps: u32
+    position_limit: u64
+
+
+@message(0x7B, Direction.SERVER_TO_CLIENT, (FEED_PORT,))
+class TickerUpdate(Message):
+    """One market's top of book after an applied log entry changed it (price 0: no level;
+    last_price 0: no trade yet)."""
+
+    market_id: u32
+    market_seq: u64
+    status: u8
+    bid_price: u8
+    bid_quantity: u64
+    ask_price: u8
+    ask_quantity: u64
+    last_price: u8
+    last_quantity: u64
+
+
+@item
+class MarketSeq(Item):
+    market_id: u32
+    market_seq: u64
+
+
+@message(0x7C, Direction.SERVER_TO_CLIENT, (FEED_PORT,))
+class FeedHeartbeat(Message):
+    """Sent every heartbeat interval. Everything of the log up to `applied_index` that this
+    connection subscribed to was sent before it; `markets` names each subscribed market
+    whose sequence moved since the previous FeedHeartbeat (all of them in the first) with
+    its latest market_seq, so that a subscriber missing the last change of a market that
+    went quiet finds out within one interval."""
+
+    applied_index: u64
+    markets: market_seqs[MarketSeq]
+
+
+FEED_UPDATES = (LevelUpdate, TradeUpdate, StatusUpdate, SettledUpdate, ConfigUpdate)
+
+
+def _payout_problem(yes_payout: int) -> str | None:
+    if yes_payout > constants.contract_payout_cents:
+        return f"yes_payout {yes_payout} is more than {constants.contract_payout_cents}"
+    return None
+
+
+def _heartbeat_interval_problem(interval_ms: int) -> str | None:
+    if not limits.heartbeat_interval_ms_min <= interval_ms <= limits.heartbeat_interval_ms_max:
+        return f"heartbeat_interval_ms {interval_ms} is out of range"
+    return None
+
+
 # -- Login signature --------------------------------------------------------------------------
 
 
@@ -1183,7 +1399,7 @@ assert Login.LAYOUT.fields[-1].name == "signature" and Login.LAYOUT.size is not 
 # Every message, at the largest size its layout and the limits allow, fits the frames of the
 # directions it travels; those with a msgpack payload are bounded by the frame alone.
 assert set(REPORTS) == set(range(1, 11)), "one execution report per engine account event"
-for _message in MESSAGES.values():
+for _message in {**MESSAGES, **FEED_MESSAGES}.values():
     _size_max = _message.LAYOUT.size_max
     if _size_max is None:
         continue

@@ -12,14 +12,17 @@ an operator at 3 a.m. must not learn of a typo from a node that half-started.
     operator_keys = ["9f0c...e1"]        # operators' Ed25519 public keys, hex
     raft = "127.0.0.1:7001"              # peer port (Raft); listen only where this says
     gateway = "127.0.0.1:7101"           # order-entry port for clients
+    feed = "127.0.0.1:7301"              # market-data port (optional)
 
     [[peers]]
     id = 2
     raft = "127.0.0.1:7002"
     gateway = "127.0.0.1:7102"
+    feed = "127.0.0.1:7302"
 
     [batching]        # batch_window_ms, batch_commands_max, clock_tick_ms
     [limits]          # the session limits of GatewayLimits
+    [feed]            # the market-data feed's limits (FeedLimits)
     [logging]         # level ("debug", "info", "warning"), json (true, false, "auto")
     [raft]            # flush_journal (true; false only to measure what durability costs)
     [snapshots]       # every_entries, every_s, keep, full_audit (SnapshotSettings)
@@ -32,6 +35,11 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from evx.gateway.limits import (
+    heartbeat_interval_ms_max,
+    heartbeat_interval_ms_min,
+)
+
 
 class ConfigError(ValueError):
     """The configuration cannot run a node; the message says what to fix."""
@@ -42,6 +50,7 @@ class PeerConfig:
     node_id: int
     raft: str
     gateway: str
+    feed: str = ""  # the market-data port; empty: the node serves no feed
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +71,19 @@ class GatewayLimits:
     query_wait_s_max: float = 5.0
     proposal_timeout_s: float = 5.0
     pending_commands_max: int = 100_000  # waiting for their entry, across sessions
+
+
+@dataclass(frozen=True, slots=True)
+class FeedLimits:
+    subscribers_max: int = 1_000  # feed connections per node
+    markets_per_subscriber_max: int = 10_000  # markets one connection may subscribe to
+    # Kept per market for subscribers that resume after a gap or from another node, and
+    # over all markets together (the oldest go first); older than that, they get an image.
+    window_events_per_market: int = 10_000
+    window_events_total: int = 1_000_000
+    outbound_bytes_max: int = 8 * 1024 * 1024  # queued for one connection before it is cut
+    socket_send_buffer_bytes: int = 262_144
+    heartbeat_interval_ms: int = 1_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +129,8 @@ class NodeConfig:
     peers: tuple[PeerConfig, ...]
     operator_keys: tuple[bytes, ...] = ()
     metrics: str = ""  # "host:port" of the Prometheus endpoint; empty: none
+    feed: str = ""  # "host:port" of the market-data feed; empty: none
+    feed_limits: FeedLimits = field(default_factory=FeedLimits)
     batching: BatchingConfig = field(default_factory=BatchingConfig)
     limits: GatewayLimits = field(default_factory=GatewayLimits)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
@@ -142,7 +166,7 @@ class NodeConfig:
         return secret
 
     def all_nodes(self) -> tuple[PeerConfig, ...]:
-        me = PeerConfig(self.node_id, self.raft, self.gateway)
+        me = PeerConfig(self.node_id, self.raft, self.gateway, self.feed)
         return tuple(sorted((me, *self.peers), key=lambda peer: peer.node_id))
 
 
@@ -156,13 +180,17 @@ def load(path: str | Path) -> NodeConfig:
 
 
 def parse(raw: dict[str, Any], path: Path) -> NodeConfig:
-    _only(raw, {"node", "peers", "batching", "limits", "logging", "raft", "snapshots"}, f"{path}")
+    _only(
+        raw,
+        {"node", "peers", "batching", "limits", "feed", "logging", "raft", "snapshots"},
+        f"{path}",
+    )
     node = raw.get("node")
     if not isinstance(node, dict):
         raise ConfigError(f"{path}: a [node] table is required")
     _only(
         node,
-        {"id", "data_dir", "secret_file", "operator_keys", "raft", "gateway", "metrics"},
+        {"id", "data_dir", "secret_file", "operator_keys", "raft", "gateway", "feed", "metrics"},
         "[node]",
     )
     base = path.parent
@@ -173,9 +201,10 @@ def parse(raw: dict[str, Any], path: Path) -> NodeConfig:
                 _int(peer, "id", "[[peers]]"),
                 _address(peer, "raft", "[[peers]]"),
                 _address(peer, "gateway", "[[peers]]"),
+                _address(peer, "feed", "[[peers]]") if "feed" in peer else "",
             )
             for peer in raw.get("peers", [])
-            if _only(peer, {"id", "raft", "gateway"}, "[[peers]]")
+            if _only(peer, {"id", "raft", "gateway", "feed"}, "[[peers]]")
         )
         config = NodeConfig(
             path=path,
@@ -185,6 +214,8 @@ def parse(raw: dict[str, Any], path: Path) -> NodeConfig:
             raft=_address(node, "raft", "[node]"),
             gateway=_address(node, "gateway", "[node]"),
             metrics=_address(node, "metrics", "[node]") if "metrics" in node else "",
+            feed=_address(node, "feed", "[node]") if "feed" in node else "",
+            feed_limits=_table(raw, "feed", FeedLimits),
             peers=peers,
             operator_keys=tuple(
                 _hex_key(key, "[node] operator_keys") for key in node.get("operator_keys", [])
@@ -207,6 +238,7 @@ def _check(config: NodeConfig) -> None:
     if len(set(ids)) != len(ids) or min(ids) < 1 or max(ids) > 65_535:
         raise ConfigError(f"{config.path}: node ids must be distinct, from 1 to 65535: {ids}")
     addresses = [node.raft for node in nodes] + [node.gateway for node in nodes]
+    addresses += [node.feed for node in nodes if node.feed]
     addresses += [config.metrics] if config.metrics else []
     if len(set(addresses)) != len(addresses):
         raise ConfigError(f"{config.path}: an address is used twice: {addresses}")
@@ -217,6 +249,20 @@ def _check(config: NodeConfig) -> None:
     if config.limits.queries_open_max < 1 or config.limits.outbound_bytes_max < 65_536:
         raise ConfigError(
             f"{config.path}: [limits] queries_open_max >= 1, outbound_bytes_max >= 65536"
+        )
+    feed = config.feed_limits
+    if (
+        min(feed.subscribers_max, feed.markets_per_subscriber_max, feed.window_events_per_market)
+        < 1
+        or feed.window_events_total < feed.window_events_per_market
+        or feed.outbound_bytes_max < 65_536
+        or not heartbeat_interval_ms_min <= feed.heartbeat_interval_ms <= heartbeat_interval_ms_max
+    ):
+        raise ConfigError(
+            f"{config.path}: [feed] subscribers_max, markets_per_subscriber_max and "
+            "window_events_per_market >= 1, window_events_total >= window_events_per_market, "
+            "outbound_bytes_max >= 65536, heartbeat_interval_ms within "
+            f"{heartbeat_interval_ms_min}-{heartbeat_interval_ms_max}"
         )
     if config.snapshots.keep < 1:
         raise ConfigError(f"{config.path}: [snapshots] keep must be at least 1")
@@ -302,6 +348,8 @@ def render(config: NodeConfig) -> str:
         f'raft = "{config.raft}"',
         f'gateway = "{config.gateway}"',
     ]
+    if config.feed:
+        lines.append(f'feed = "{config.feed}"')
     if config.metrics:
         lines.append(f'metrics = "{config.metrics}"')
     for peer in config.peers:
@@ -312,9 +360,12 @@ def render(config: NodeConfig) -> str:
             f'raft = "{peer.raft}"',
             f'gateway = "{peer.gateway}"',
         ]
+        if peer.feed:
+            lines.append(f'feed = "{peer.feed}"')
     for name, attribute in (
         ("batching", "batching"),
         ("limits", "limits"),
+        ("feed", "feed_limits"),
         ("logging", "logging"),
         ("raft", "raft_settings"),
         ("snapshots", "snapshots"),

@@ -66,6 +66,7 @@ def create(
     logging: LoggingConfig | None = None,
     snapshots: SnapshotSettings | None = None,
     metrics_ports: list[int] | None = None,
+    feed_ports: list[int] | None = None,
 ) -> ClusterLayout:
     """Make a new cluster's folder; refuses to overwrite one."""
     layout = ClusterLayout(data_dir.resolve())
@@ -79,7 +80,12 @@ def create(
     operator = generate_private_key()
     write_private_key(layout.operator_key_file, operator)
     nodes = [
-        PeerConfig(number, f"{host}:{raft}", f"{host}:{gateway}")
+        PeerConfig(
+            number,
+            f"{host}:{raft}",
+            f"{host}:{gateway}",
+            f"{host}:{feed_ports[number - 1]}" if feed_ports else "",
+        )
         for number, (raft, gateway) in enumerate(zip(raft_ports, gateway_ports, strict=True), 1)
     ]
     for node in nodes:
@@ -91,6 +97,7 @@ def create(
             secret_file=layout.secret_file,
             raft=node.raft,
             gateway=node.gateway,
+            feed=node.feed,
             peers=tuple(peer for peer in nodes if peer is not node),
             operator_keys=(public_bytes(operator),),
             metrics=f"{host}:{metrics_ports[node.node_id - 1]}" if metrics_ports else "",

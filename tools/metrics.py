@@ -22,6 +22,7 @@ from prometheus_client.registry import Collector
 
 from evx.core import Reject
 from evx.gateway.exchange import ExchangeResult
+from evx.gateway.feed_server import FeedServer
 from evx.gateway.server import Gateway
 from evx.replication.batcher import Batcher
 from evx.replication.raft import RaftNode
@@ -31,6 +32,11 @@ _ORDER_ACCEPTED = 1  # event codes (core/events.py)
 _COMMAND_REJECTED = 2
 _REJECT_REASON = 6  # position of `reason` in a CommandRejected's canonical form
 _ROLES = {"follower": 0, "candidate": 1, "leader": 2}
+# Fine at the low end: `evx bench feed` reads its percentiles from this histogram.
+_FEED_DELIVERY_BUCKETS_S = (
+    *(0.00025, 0.0005, 0.00075, 0.001, 0.0015, 0.002, 0.003, 0.004, 0.005),
+    *(0.0075, 0.01, 0.015, 0.02, 0.03, 0.05, 0.1, 0.25, 1.0),
+)
 
 
 def _reason_name(code: int) -> str:
@@ -48,12 +54,14 @@ class NodeMetrics(Collector):
         batcher: Batcher,
         raft: Callable[[], RaftNode | None],
         snapshots: NodeSnapshots,
+        feed: FeedServer | None = None,
     ) -> None:
         self.node_id = node_id
         self._gateway = gateway
         self._batcher = batcher
         self._raft = raft
         self._snapshots = snapshots
+        self._feed = feed
         self.commands = 0
         self.orders_accepted = 0
         self.rejects: Counter[int] = Counter()
@@ -70,6 +78,14 @@ class NodeMetrics(Collector):
             buckets=(0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1),
             registry=self.registry,
         )
+        self.feed_delivery_seconds = Histogram(
+            "evx_feed_delivery_seconds",
+            "From a log entry applied to its market data written to a subscriber's socket",
+            buckets=_FEED_DELIVERY_BUCKETS_S,
+            registry=self.registry,
+        )
+        if feed is not None:
+            feed.on_delivery = self.feed_delivery_seconds.observe
         self.registry.register(self)
 
     def on_applied(self, index: int, result: Any) -> None:  # trio thread, every entry
@@ -122,6 +138,24 @@ class NodeMetrics(Collector):
         yield counter(
             "evx_outcome_unknown", "Commands answered outcome unknown", gateway.outcome_unknown
         )
+
+        if self._feed is not None:
+            feed = self._feed.statistics
+            yield gauge("evx_feed_subscribers", "Open market-data connections", feed.subscribers)
+            yield counter(
+                "evx_feed_slow_consumers_cut",
+                "Feed connections cut off for not reading",
+                feed.slow_consumers_cut,
+            )
+            yield counter(
+                "evx_feed_snapshots_sent", "Book images sent to subscribers", feed.snapshots_sent
+            )
+            yield counter(
+                "evx_feed_resumes_served",
+                "Markets resumed from the window without an image",
+                feed.resumes_served,
+            )
+            yield counter("evx_feed_bytes_queued", "Feed bytes queued", feed.bytes_queued)
 
         batcher = self._batcher.statistics()
         yield counter(

@@ -31,6 +31,7 @@ import trio
 
 from evx.core import Engine
 from evx.gateway.exchange import ExchangeMachine, StateInstalled, account_seqs
+from evx.gateway.feed_server import FeedServer
 from evx.gateway.server import Gateway, NodeView
 from evx.replication.batcher import Batcher, BatcherConfig
 from evx.replication.bridge import Bridge
@@ -66,6 +67,8 @@ class RunningNode:
     batcher: Batcher
     gateway_port: int
     stop: Callable[[], None]
+    feed: FeedServer | None = None
+    feed_port: int = 0  # 0: no feed
 
 
 def split_address(address: str) -> tuple[str, int]:
@@ -135,6 +138,10 @@ async def run_node(
     )
     gateway = Gateway(machine, batcher, node_view, config.limits, config.operator_keys)
     bridge.on_applied(gateway.on_applied)
+    feed = None
+    if config.feed:
+        feed = FeedServer(machine, config.node_id, config.feed_limits)
+        bridge.on_applied(feed.on_applied)
     raft_built: list[RaftNode] = []
 
     def installed(index: int, engine: Engine) -> None:  # tick thread
@@ -157,6 +164,7 @@ async def run_node(
         batcher,
         lambda: raft_built[0] if raft_built else None,
         snapshots,
+        feed,
     )
     bridge.on_applied(metrics.on_applied)  # before the Raft node starts: it sees the replay
     metrics_server = None
@@ -193,6 +201,7 @@ async def run_node(
         node_id=config.node_id,
         raft=config.raft,
         gateway=config.gateway,
+        feed=config.feed or None,
         metrics=config.metrics or None,
         data_dir=str(config.data_dir),
         snapshot_index=machine.applied_index,
@@ -203,6 +212,10 @@ async def run_node(
             nursery.start_soon(batcher.run)
             listeners = await nursery.start(gateway.serve, host, port)
             bound_port = listeners[0].socket.getsockname()[1]
+            feed_port = 0
+            if feed is not None:
+                feed_listeners = await nursery.start(feed.serve, *split_address(config.feed))
+                feed_port = feed_listeners[0].socket.getsockname()[1]
             nursery.start_soon(_tune_collector_when_ready, raft)
             if auditor is not None:
                 nursery.start_soon(_watch_audit, config, *auditor)
@@ -218,6 +231,8 @@ async def run_node(
                     batcher,
                     bound_port,
                     nursery.cancel_scope.cancel,
+                    feed,
+                    feed_port,
                 )
             )
     finally:

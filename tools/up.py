@@ -40,7 +40,8 @@ def ensure_layout(data_dir: Path, base_port: int, nodes: int = 3) -> layouts.Clu
     raft = [base_port + number for number in range(1, nodes + 1)]
     gateway = [base_port + 100 + number for number in range(1, nodes + 1)]
     metrics = [base_port + 200 + number for number in range(1, nodes + 1)]
-    return layouts.create(data_dir, raft, gateway, metrics_ports=metrics)
+    feed = [base_port + 300 + number for number in range(1, nodes + 1)]
+    return layouts.create(data_dir, raft, gateway, metrics_ports=metrics, feed_ports=feed)
 
 
 @contextmanager
@@ -121,6 +122,8 @@ def describe(layout: layouts.ClusterLayout) -> str:
     lines = [
         f"evx cluster in {layout.data_dir}",
         "  nodes (order entry): " + ", ".join(f"node{c.node_id} {c.gateway}" for c in configs),
+        "  market data (feed):  "
+        + (", ".join(f"node{c.node_id} {c.feed}" for c in configs if c.feed) or "none"),
         f"  demo market: {DEMO_TICKER} (market 1)",
         "  demo accounts:",
     ]
@@ -130,6 +133,7 @@ def describe(layout: layouts.ClusterLayout) -> str:
         "",
         f"  status:     evx admin status --data {layout.data_dir}",
         f"  traders:    evx demo --data {layout.data_dir}",
+        f"  watch:      evx watch {DEMO_TICKER} --data {layout.data_dir}",
         f"  node logs:  {layout.data_dir}/node*.log",
         "  metrics:    "
         + (", ".join(f"http://{c.metrics}/metrics" for c in configs if c.metrics) or "none"),

@@ -1,16 +1,18 @@
-"""The order-entry codec: every message round-trips, and bad bytes only ever raise
-RemoteProtocolError.
+"""The codec of both ports, order entry and the market-data feed: every message
+round-trips, and bad bytes only ever raise RemoteProtocolError.
 
 Strategy: hypothesis strategies are derived from each message's own field table (so a new
 message is covered the moment it is declared; a test fails if one has no strategy), with
-overrides for the few fields the protocol restricts beyond their wire type. Every message is
-sent by a Connection of the role that may send it and received by the other role whole,
-one byte at a time, and followed by the start of the next frame. The fuzz tests feed random
-bytes and mutated valid frames (bit flips, truncations, changed lengths and counts, spliced
-frames) to both roles; the invariant is that the codec returns messages, NEED_DATA or
-CLOSED, or raises RemoteProtocolError, and nothing else, and that whatever it returns
-re-encodes to exactly the bytes it came from. The seeded fuzz loop prints its seed; EVX_SOAK=1
-runs it for longer. Last, a client and a server Connection talk over a trio memory stream.
+overrides for the few fields the protocol restricts beyond their wire type. The generic
+tests are parametrized by port and run on each port's own table, with Connections of that
+port. Every message is sent by a Connection of the role that may send it and received by the
+other role whole, one byte at a time, and followed by the start of the next frame. The fuzz
+tests feed random bytes and mutated valid frames (bit flips, truncations, changed lengths
+and counts, spliced frames) to both roles; the invariant is that the codec returns
+messages, NEED_DATA or CLOSED, or raises RemoteProtocolError, and nothing else, and that
+whatever it returns re-encodes to exactly the bytes it came from. The seeded fuzz loop
+prints its seed; EVX_SOAK=1 runs it for longer. Then the rules of each port, checked one by
+one, and last a client and a server Connection talk over a trio memory stream.
 """
 
 from __future__ import annotations
@@ -32,27 +34,53 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from evx.core import constants
 from evx.gateway import limits
 from evx.gateway import messages as m
 from evx.gateway.codec import (
     CLIENT,
     CLOSED,
+    FEED_PORT,
     NEED_DATA,
+    ORDER_ENTRY_PORT,
     SERVER,
     Connection,
     LocalProtocolError,
+    Port,
     ProtocolError,
     RemoteProtocolError,
     Role,
     frame_size_max,
 )
 from evx.gateway.codes import ErrorCode
-from evx.gateway.messages import MESSAGES, Field, Message
+from evx.gateway.messages import MESSAGES_OF_PORT, Field, Message
 
-ALL_MESSAGES = sorted(MESSAGES.values(), key=lambda cls: cls.TYPE)
+PORTS = (ORDER_ENTRY_PORT, FEED_PORT)
+MESSAGES_BY_PORT = {
+    port: sorted(MESSAGES_OF_PORT[port].values(), key=lambda cls: cls.TYPE) for port in PORTS
+}
+# Every message of either port, once (Heartbeat and Error travel on both).
+ALL_MESSAGES = sorted(
+    {cls for port in PORTS for cls in MESSAGES_BY_PORT[port]}, key=lambda c: c.TYPE
+)
+ALL_TYPES = sorted(cls.TYPE for cls in ALL_MESSAGES)
 CODEC_ERRORS = {code for code in ErrorCode if 1000 <= code < 1100}
 GROUP_ENTRIES_MAX = 6  # entries per generated repeated group: enough to mean "several"
 TEXT_CHARACTERS_MAX = limits.string_length_max // 4  # any text this long fits in bytes
+
+
+def port_id(port: Port) -> str:
+    return port.name.lower()
+
+
+def port_messages(keep: Callable[[type[Message]], bool] = lambda cls: True) -> list[Any]:
+    """(port, message class) for each message of each port that `keep`s, as test params."""
+    return [
+        pytest.param(port, cls, id=f"{port_id(port)}-{cls.__name__}")
+        for port in PORTS
+        for cls in MESSAGES_BY_PORT[port]
+        if keep(cls)
+    ]
 
 
 def senders_of(cls: type[Message]) -> list[Role]:
@@ -89,8 +117,22 @@ def field_strategy(field: Field) -> st.SearchStrategy[Any]:
     if field.kind == "msgpack":
         return msgpack_arrays
     assert field.kind == "group"
+    return group_strategy(field)
+
+
+def group_strategy(field: Field, **lists: Any) -> st.SearchStrategy[tuple[Any, ...]]:
+    """Entries of a group; `lists` are further arguments of st.lists (unique_by)."""
     entry = st.builds(field.item, *(field_strategy(f) for f in field.item.LAYOUT.fields))
-    return st.lists(entry, max_size=GROUP_ENTRIES_MAX).map(tuple)
+    return st.lists(entry, max_size=GROUP_ENTRIES_MAX, **lists).map(tuple)
+
+
+def field_of(cls: type[Message], name: str) -> Field:
+    (field,) = (field for field in cls.LAYOUT.fields if field.name == name)
+    return field
+
+
+SUBSCRIBE_FLAGS_MAX = int(m.SubscribeFlag.ALL_MARKETS)
+SUBSCRIBED_FLAGS_MAX = int(m.SubscribedFlag.ALL_MARKETS | m.SubscribedFlag.TICKER)
 
 
 # The fields the protocol restricts beyond their wire type (each class's `out_of_range`).
@@ -106,6 +148,17 @@ FIELD_OVERRIDES: dict[tuple[type[Message], str], st.SearchStrategy[Any]] = {
     (m.NodeAdminResult, "action"): st.sampled_from([int(action) for action in m.AdminAction]),
     (m.NodeAdminResult, "done"): st.integers(0, 1),
     (m.HashAt, "kept"): st.integers(0, 1),
+    # The feed port.
+    (m.FeedHello, "heartbeat_interval_ms"): st.integers(
+        limits.heartbeat_interval_ms_min, limits.heartbeat_interval_ms_max
+    ),
+    (m.Subscribe, "flags"): st.integers(0, SUBSCRIBE_FLAGS_MAX),
+    (m.Subscribe, "markets"): group_strategy(
+        field_of(m.Subscribe, "markets"), unique_by=lambda market: market.market_id
+    ),
+    (m.Subscribed, "flags"): st.integers(0, SUBSCRIBED_FLAGS_MAX),
+    (m.BookSnapshot, "yes_payout"): st.integers(0, constants.contract_payout_cents),
+    (m.SettledUpdate, "yes_payout"): st.integers(0, constants.contract_payout_cents),
 }
 
 
@@ -133,19 +186,27 @@ def message_strategy(cls: type[Message]) -> st.SearchStrategy[Message]:
 
 
 STRATEGIES = {cls: message_strategy(cls) for cls in ALL_MESSAGES}
-client_messages = st.one_of(*(STRATEGIES[c] for c in ALL_MESSAGES if c.DIRECTION.sent_by(CLIENT)))
-server_messages = st.one_of(*(STRATEGIES[c] for c in ALL_MESSAGES if c.DIRECTION.sent_by(SERVER)))
+SENT_BY = {
+    (role, port): st.one_of(
+        *(STRATEGIES[cls] for cls in MESSAGES_BY_PORT[port] if cls.DIRECTION.sent_by(role))
+    )
+    for role in (CLIENT, SERVER)
+    for port in PORTS
+}
 
 
-def messages_sent_by(role: Role) -> st.SearchStrategy[Message]:
-    return client_messages if role is CLIENT else server_messages
+def messages_sent_by(role: Role, port: Port) -> st.SearchStrategy[Message]:
+    return SENT_BY[role, port]
 
 
-def test_every_restricted_field_has_an_override() -> None:
+@pytest.mark.parametrize("port", PORTS, ids=port_id)
+def test_every_restricted_field_has_an_override(port: Port) -> None:
     """A message that restricts a field must say how to generate valid values for it."""
-    restricted = {cls for cls in ALL_MESSAGES if cls.out_of_range is not Message.out_of_range}
+    messages = set(MESSAGES_BY_PORT[port])
+    restricted = {cls for cls in messages if cls.out_of_range is not Message.out_of_range}
     overridden = {cls for cls, _ in FIELD_OVERRIDES} | {m.OperatorResult}
-    assert restricted == overridden
+    assert restricted == overridden & messages
+    assert {cls for cls, _ in FIELD_OVERRIDES} <= set(ALL_MESSAGES)
 
 
 # -- Helpers ----------------------------------------------------------------------------------
@@ -161,8 +222,10 @@ def drain(connection: Connection) -> list[Message | Any]:
             return events
 
 
-def receive(role: Role, data: bytes, *, close: bool = False) -> list[Message | Any]:
-    connection = Connection(role)
+def receive(
+    role: Role, data: bytes, *, close: bool = False, port: Port = ORDER_ENTRY_PORT
+) -> list[Message | Any]:
+    connection = Connection(role, port)
     connection.receive_data(data)
     if close:
         connection.receive_data(b"")
@@ -173,39 +236,59 @@ def frame(message_type: int, body: bytes) -> bytes:
     return struct.pack(">IB", 1 + len(body), message_type) + body
 
 
-def raises_remote(role: Role, data: bytes, code: ErrorCode, *, close: bool = False) -> None:
+def raises_remote(
+    role: Role,
+    data: bytes,
+    code: ErrorCode,
+    *,
+    close: bool = False,
+    port: Port = ORDER_ENTRY_PORT,
+) -> RemoteProtocolError:
     with pytest.raises(RemoteProtocolError) as caught:
-        receive(role, data, close=close)
+        receive(role, data, close=close, port=port)
     assert caught.value.code == code, caught.value
+    return caught.value
+
+
+def raises_local(
+    role: Role, message: Any, code: ErrorCode, *, port: Port = ORDER_ENTRY_PORT
+) -> LocalProtocolError:
+    """Sending `message` fails with `code`, writing nothing: the connection still sends."""
+    connection = Connection(role, port)
+    with pytest.raises(LocalProtocolError) as caught:
+        connection.send(message)
+    assert caught.value.code == code, caught.value
+    assert connection.send(m.Heartbeat(0))
+    return caught.value
 
 
 # -- Round trips ------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("cls", ALL_MESSAGES, ids=lambda cls: cls.__name__)
+@pytest.mark.parametrize(("port", "cls"), port_messages())
 @settings(max_examples=30)
 @given(data=st.data())
 def test_every_message_round_trips_whole_byte_at_a_time_and_with_trailing_bytes(
-    cls: type[Message], data: st.DataObject
+    port: Port, cls: type[Message], data: st.DataObject
 ) -> None:
     message = data.draw(STRATEGIES[cls])
     assert cls.decode_body(message.encode_body()) == message
     for sender in senders_of(cls):
         receiver = other(sender)
-        encoded = Connection(sender).send(message)
+        encoded = Connection(sender, port).send(message)
 
-        assert receive(receiver, encoded, close=True) == [message, CLOSED]
+        assert receive(receiver, encoded, close=True, port=port) == [message, CLOSED]
 
-        connection = Connection(receiver)
+        connection = Connection(receiver, port)
         for position in range(len(encoded)):
             assert connection.next_event() is NEED_DATA
             connection.receive_data(encoded[position : position + 1])
         assert drain(connection) == [message, NEED_DATA]
 
-        following = data.draw(messages_sent_by(sender))
-        next_frame = Connection(sender).send(following)
+        following = data.draw(messages_sent_by(sender, port))
+        next_frame = Connection(sender, port).send(following)
         cut = data.draw(st.integers(0, len(next_frame) - 1))
-        connection = Connection(receiver)
+        connection = Connection(receiver, port)
         connection.receive_data(encoded + next_frame[:cut])
         assert drain(connection) == [message, NEED_DATA]
         connection.receive_data(next_frame[cut:])
@@ -234,24 +317,33 @@ def largest(cls: type[Message]) -> Message:
         m.NodeAdminResult: {"action": int(m.AdminAction.TRANSFER), "done": 1},
         m.HashAt: {"kept": 1},
         m.LoginAccepted: {"heartbeat_interval_ms": limits.heartbeat_interval_ms_max},
+        m.FeedHello: {"heartbeat_interval_ms": limits.heartbeat_interval_ms_max},
+        m.Subscribe: {
+            "flags": SUBSCRIBE_FLAGS_MAX,
+            "markets": tuple(  # each market once
+                m.MarketFrom(2**32 - 1 - index, 2**64 - 1)
+                for index in range(limits.subscribe_markets_max)
+            ),
+        },
+        m.Subscribed: {"flags": SUBSCRIBED_FLAGS_MAX},
+        m.BookSnapshot: {"yes_payout": constants.contract_payout_cents},
+        m.SettledUpdate: {"yes_payout": constants.contract_payout_cents},
     }
     return cls(**(values | fixes.get(cls, {})))
 
 
 @pytest.mark.parametrize(
-    "cls",
-    [cls for cls in ALL_MESSAGES if cls.LAYOUT.size_max is not None],
-    ids=lambda cls: cls.__name__,
+    ("port", "cls"), port_messages(lambda cls: cls.LAYOUT.size_max is not None)
 )
 def test_every_message_at_its_largest_round_trips_and_fits_its_frames(
-    cls: type[Message],
+    port: Port, cls: type[Message]
 ) -> None:
     message = largest(cls)
     for sender in senders_of(cls):
-        encoded = Connection(sender).send(message)
+        encoded = Connection(sender, port).send(message)
         assert len(encoded) == m.FRAME_HEADER_SIZE + cls.LAYOUT.size_max
         assert len(encoded) <= frame_size_max(sender)
-        assert receive(other(sender), encoded) == [message, NEED_DATA]
+        assert receive(other(sender), encoded, port=port) == [message, NEED_DATA]
 
 
 def test_many_frames_in_one_read_come_out_in_order() -> None:
@@ -268,14 +360,16 @@ def test_many_frames_in_one_read_come_out_in_order() -> None:
 frame_like = st.builds(
     lambda length, message_type, body: struct.pack(">IB", length, message_type) + body,
     st.one_of(st.integers(0, 400), st.integers(0, 2**32 - 1)),
-    st.sampled_from(sorted(MESSAGES)) | st.integers(0, 255),
+    st.sampled_from(ALL_TYPES) | st.integers(0, 255),  # either port's: each refuses the other's
     st.binary(max_size=400),
 )
 
 
-def parses_or_raises_remote_protocol_error(role: Role, chunks: list[bytes], close: bool) -> None:
+def parses_or_raises_remote_protocol_error(
+    role: Role, chunks: list[bytes], close: bool, port: Port
+) -> None:
     """The fuzz invariant. Returns normally if it holds; fails the test otherwise."""
-    connection = Connection(role)
+    connection = Connection(role, port)
     received: list[Message] = []
     try:
         # An empty chunk would mean "closed": only `close` closes.
@@ -288,11 +382,12 @@ def parses_or_raises_remote_protocol_error(role: Role, chunks: list[bytes], clos
         with pytest.raises(RemoteProtocolError):  # and it stays raised
             connection.next_event()
     # What was parsed is exactly what was sent: it re-encodes to the bytes it came from.
-    sender = Connection(other(role))
+    sender = Connection(other(role), port)
     reencoded = b"".join(sender.send(message) for message in received)
     assert b"".join(chunks).startswith(reencoded)
 
 
+@pytest.mark.parametrize("port", PORTS, ids=port_id)
 @settings(max_examples=400)
 @given(
     role=st.sampled_from([CLIENT, SERVER]),
@@ -300,9 +395,9 @@ def parses_or_raises_remote_protocol_error(role: Role, chunks: list[bytes], clos
     close=st.booleans(),
 )
 def test_random_bytes_parse_or_raise_remote_protocol_error(
-    role: Role, chunks: list[bytes], close: bool
+    port: Port, role: Role, chunks: list[bytes], close: bool
 ) -> None:
-    parses_or_raises_remote_protocol_error(role, chunks, close)
+    parses_or_raises_remote_protocol_error(role, chunks, close, port)
 
 
 # -- Fuzz: mutations of valid frames ----------------------------------------------------------
@@ -361,6 +456,7 @@ def mutate(data: bytes, kind: str, choose: Callable[[int, int], int]) -> bytes:
     return bytes(buffer)
 
 
+@pytest.mark.parametrize("port", PORTS, ids=port_id)
 @settings(max_examples=600)
 @given(
     data=st.data(),
@@ -370,14 +466,15 @@ def mutate(data: bytes, kind: str, choose: Callable[[int, int], int]) -> bytes:
     close=st.booleans(),
 )
 def test_mutated_frames_parse_or_raise_remote_protocol_error(
+    port: Port,
     data: st.DataObject,
     sender: Role,
     kinds: list[str],
     wrong_receiver: bool,
     close: bool,
 ) -> None:
-    messages = data.draw(st.lists(messages_sent_by(sender), min_size=1, max_size=3))
-    connection = Connection(sender)
+    messages = data.draw(st.lists(messages_sent_by(sender, port), min_size=1, max_size=3))
+    connection = Connection(sender, port)
     stream = b"".join(connection.send(message) for message in messages)
 
     def choose(low: int, high: int) -> int:
@@ -387,7 +484,7 @@ def test_mutated_frames_parse_or_raise_remote_protocol_error(
         stream = mutate(stream, kind, choose)
     receiver = sender if wrong_receiver else other(sender)
     cut = choose(0, len(stream))
-    parses_or_raises_remote_protocol_error(receiver, [stream[:cut], stream[cut:]], close)
+    parses_or_raises_remote_protocol_error(receiver, [stream[:cut], stream[cut:]], close, port)
 
 
 def random_value(field: Field, rng: random.Random) -> Any:
@@ -411,6 +508,8 @@ def random_value(field: Field, rng: random.Random) -> Any:
 
 def random_message(cls: type[Message], rng: random.Random) -> Message:
     values = [random_value(field, rng) for field in cls.LAYOUT.fields]
+    if cls is m.Subscribe:  # each market once: the last of those named twice
+        values[-1] = tuple({entry.market_id: entry for entry in values[-1]}.values())
     message = cls(*values)
     fixes = {
         m.Login: {"flags": rng.randint(0, 1)},
@@ -420,19 +519,25 @@ def random_message(cls: type[Message], rng: random.Random) -> Message:
         m.HashAt: {"kept": rng.randint(0, 1)},
         m.LoginAccepted: {"heartbeat_interval_ms": limits.heartbeat_interval_ms_min},
         m.OperatorResult: {"event_count": 2**32 - 1},
+        m.FeedHello: {"heartbeat_interval_ms": limits.heartbeat_interval_ms_max},
+        m.Subscribe: {"flags": rng.randint(0, SUBSCRIBE_FLAGS_MAX)},
+        m.Subscribed: {"flags": rng.randint(0, SUBSCRIBED_FLAGS_MAX)},
+        m.BookSnapshot: {"yes_payout": rng.randint(0, constants.contract_payout_cents)},
+        m.SettledUpdate: {"yes_payout": rng.randint(0, constants.contract_payout_cents)},
     }
     return dataclasses.replace(message, **fixes.get(cls, {}))
 
 
-def run_fuzz(seed: int, iterations: int) -> Counter[str]:
-    """Mutate valid frames `iterations` times and feed each stream, in chunks of random
-    sizes, to a fresh Connection; return how the streams ended, by outcome."""
+def run_fuzz(seed: int, iterations: int, port: Port) -> Counter[str]:
+    """Mutate valid frames of `port` `iterations` times and feed each stream, in chunks of
+    random sizes, to a fresh Connection of `port`; return how the streams ended, by
+    outcome."""
     rng = random.Random(seed)
-    encoders = {CLIENT: Connection(CLIENT), SERVER: Connection(SERVER)}
+    encoders = {CLIENT: Connection(CLIENT, port), SERVER: Connection(SERVER, port)}
     corpus = {
         role: [
             encoders[role].send(random_message(cls, rng))
-            for cls in ALL_MESSAGES
+            for cls in MESSAGES_BY_PORT[port]
             if cls.DIRECTION.sent_by(role)
             for _ in range(8)
         ]
@@ -445,7 +550,7 @@ def run_fuzz(seed: int, iterations: int) -> Counter[str]:
         for _ in range(rng.randint(1, 3)):
             stream = mutate(stream, rng.choice(MUTATIONS), rng.randint)
         receiver = sender if rng.random() < 0.05 else other(sender)
-        connection = Connection(receiver)
+        connection = Connection(receiver, port)
         received: list[Message] = []
         position = 0
         try:
@@ -468,20 +573,36 @@ def run_fuzz(seed: int, iterations: int) -> Counter[str]:
     return outcomes
 
 
+def codec_errors_of(port: Port) -> set[ErrorCode]:
+    """The codec rules bytes sent on `port` can break: msgpack payloads only where a
+    message of the port has one (the feed has none)."""
+    kinds = {field.kind for cls in MESSAGES_BY_PORT[port] for field in cls.LAYOUT.fields}
+    if "msgpack" in kinds:
+        return CODEC_ERRORS
+    return CODEC_ERRORS - {ErrorCode.PAYLOAD_MUST_BE_A_MSGPACK_ARRAY}
+
+
+# Mutated streams per port (EVX_SOAK=1: the second number); the feed's frames are small and
+# few, so fewer streams reach every rule of its parser.
+FUZZ_ITERATIONS = {ORDER_ENTRY_PORT: (150_000, 2_000_000), FEED_PORT: (100_000, 1_000_000)}
+
+
 @pytest.mark.slow
-def test_seeded_mutation_fuzz_parses_or_raises_remote_protocol_error() -> None:
-    """The volume fuzz: 150,000 mutated streams (EVX_SOAK=1: two million), in seconds.
-    Any exception but RemoteProtocolError fails the test; every codec rule must be hit,
-    so a generator that stopped reaching one would be noticed."""
+@pytest.mark.parametrize("port", PORTS, ids=port_id)
+def test_seeded_mutation_fuzz_parses_or_raises_remote_protocol_error(port: Port) -> None:
+    """The volume fuzz, per port: 150,000 mutated order-entry streams and 100,000 feed
+    streams (EVX_SOAK=1: two million and one million), in seconds. Any exception but
+    RemoteProtocolError fails the test; every codec rule the port's messages can break must
+    be hit, so a generator that stopped reaching one would be noticed."""
     soak = os.environ.get("EVX_SOAK") == "1"
     seed = int(os.environ.get("EVX_FUZZ_SEED", "20_240_611"))
-    iterations = 2_000_000 if soak else 150_000
-    print(f"seed={seed} iterations={iterations}")
+    iterations = FUZZ_ITERATIONS[port][soak]
+    print(f"seed={seed} iterations={iterations} port={port_id(port)}")
     started = time.perf_counter()
-    outcomes = run_fuzz(seed, iterations)
+    outcomes = run_fuzz(seed, iterations, port)
     print(f"{time.perf_counter() - started:.1f} s: {dict(outcomes)}")
     assert {ErrorCode[rule.upper()] for rule in outcomes if rule not in ("message", "closed")} == (
-        CODEC_ERRORS
+        codec_errors_of(port)
     )
     assert outcomes["message"] > 0 and outcomes["closed"] > 0
 
@@ -638,7 +759,7 @@ def test_a_remote_error_is_sticky() -> None:
     # The server can still send its one Error frame.
     error_frame = connection.send(m.Error.about(connection.error))
     assert receive(CLIENT, error_frame) == [
-        m.Error(1002, 0xEE, 0, "message type 0xee is not known"),
+        m.Error(1002, 0xEE, 0, "message type 0xee is not a message of the order entry port"),
         NEED_DATA,
     ]
 
@@ -658,20 +779,44 @@ def test_an_oversized_frame_is_refused_before_its_body_arrives() -> None:
 # -- Direction --------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("cls", ALL_MESSAGES, ids=lambda cls: cls.__name__)
-def test_each_message_travels_only_its_direction(cls: type[Message]) -> None:
+@pytest.mark.parametrize(("port", "cls"), port_messages())
+def test_each_message_travels_only_its_direction(port: Port, cls: type[Message]) -> None:
     message = random_message(cls, random.Random(cls.TYPE))  # small enough for any frame
     for role in (CLIENT, SERVER):
         if cls.DIRECTION.sent_by(role):
-            encoded = Connection(role).send(message)
-            assert receive(other(role), encoded) == [message, NEED_DATA]
+            encoded = Connection(role, port).send(message)
+            assert receive(other(role), encoded, port=port) == [message, NEED_DATA]
         else:
-            with pytest.raises(LocalProtocolError) as local:
-                Connection(role).send(message)
-            assert local.value.code == ErrorCode.MESSAGE_MUST_TRAVEL_ITS_DIRECTION
-            encoded = Connection(other(role)).send(message)
-            raises_remote(other(role), encoded, ErrorCode.MESSAGE_MUST_TRAVEL_ITS_DIRECTION)
+            raises_local(role, message, ErrorCode.MESSAGE_MUST_TRAVEL_ITS_DIRECTION, port=port)
+            encoded = Connection(other(role), port).send(message)
+            raises_remote(
+                other(role), encoded, ErrorCode.MESSAGE_MUST_TRAVEL_ITS_DIRECTION, port=port
+            )
     assert m.Heartbeat.DIRECTION is m.Direction.BOTH
+
+
+@pytest.mark.parametrize("cls", ALL_MESSAGES, ids=lambda cls: cls.__name__)
+def test_each_message_travels_only_its_ports(cls: type[Message]) -> None:
+    """A message is sent and parsed on the ports it names; on any other port sending it is
+    our bug and receiving its type byte is an unknown type, refused before its body."""
+    message = random_message(cls, random.Random(cls.TYPE))
+    assert cls.PORTS and set(cls.PORTS) <= set(PORTS)
+    sender = senders_of(cls)[0]
+    (own_port, *_) = cls.PORTS
+    encoded = Connection(sender, own_port).send(message)
+    for port in PORTS:
+        assert (MESSAGES_OF_PORT[port].get(cls.TYPE) is cls) == (port in cls.PORTS)
+        if port in cls.PORTS:
+            assert receive(other(sender), encoded, port=port) == [message, NEED_DATA]
+        else:
+            raises_local(sender, message, ErrorCode.MESSAGE_TYPE_MUST_BE_KNOWN, port=port)
+            error = raises_remote(
+                other(sender),
+                encoded[: m.FRAME_HEADER_SIZE],
+                ErrorCode.MESSAGE_TYPE_MUST_BE_KNOWN,
+                port=port,
+            )
+            assert error.message_type == cls.TYPE
 
 
 # -- Errors on sending ------------------------------------------------------------------------
@@ -743,12 +888,7 @@ huge_events = m.pack_msgpack_array([b"e" * 250] * 4_300)
 def test_sending_an_invalid_message_is_a_local_protocol_error(
     role: Role, message: Message, code: ErrorCode
 ) -> None:
-    connection = Connection(role)
-    with pytest.raises(LocalProtocolError) as caught:
-        connection.send(message)
-    assert caught.value.code == code, caught.value
-    # Nothing was written, so the connection still sends.
-    assert connection.send(m.Heartbeat(0))
+    raises_local(role, message, code)  # and nothing was written: the connection still sends
 
 
 def test_only_messages_can_be_sent_and_protocol_error_names_a_side() -> None:
@@ -765,6 +905,152 @@ def test_an_error_frame_cuts_a_long_text_on_a_character_boundary() -> None:
     assert answer.text == "€" * (limits.string_length_max // 3)
     assert (answer.code, answer.message_type, answer.reference) == (1004, 0x10, 42)
     assert receive(CLIENT, Connection(SERVER).send(answer)) == [answer, NEED_DATA]
+
+
+# -- The feed port ----------------------------------------------------------------------------
+
+
+def subscribe_body(flags: int, market_ids: list[int], count: int | None = None) -> bytes:
+    """A Subscribe body as raw bytes, so that it may break the rules `send` enforces."""
+    entries = b"".join(struct.pack(">IQ", market_id, 0) for market_id in market_ids)
+    return struct.pack(">IBH", 7, flags, len(market_ids) if count is None else count) + entries
+
+
+A_SUBSCRIBE = m.Subscribe(7, 0, (m.MarketFrom(1, 0), m.MarketFrom(2, 5)))
+A_SNAPSHOT = m.BookSnapshot(1, 9, 3, 1, 100, "RAIN", (m.BookLevel(40, 10, 1),), ())
+TOO_MANY_MARKETS = list(range(1, limits.subscribe_markets_max + 2))
+
+
+def test_each_port_refuses_the_other_ports_messages() -> None:
+    # A feed connection knows no order-entry type, and order entry no feed type.
+    order = frame(m.NewOrder.TYPE, body_of(GOOD_ORDER))
+    error = raises_remote(SERVER, order, ErrorCode.MESSAGE_TYPE_MUST_BE_KNOWN, port=FEED_PORT)
+    assert error.message_type == 0x10
+    assert error.text == "message type 0x10 is not a message of the feed port"
+    subscribe = frame(m.Subscribe.TYPE, body_of(A_SUBSCRIBE))
+    assert m.Subscribe.TYPE == 0x71
+    error = raises_remote(SERVER, subscribe, ErrorCode.MESSAGE_TYPE_MUST_BE_KNOWN)
+    assert error.text == "message type 0x71 is not a message of the order entry port"
+    # Valid on its own port.
+    assert receive(SERVER, subscribe, port=FEED_PORT) == [A_SUBSCRIBE, NEED_DATA]
+    assert receive(SERVER, order) == [GOOD_ORDER, NEED_DATA]
+    # Sending across is our bug.
+    raises_local(CLIENT, GOOD_ORDER, ErrorCode.MESSAGE_TYPE_MUST_BE_KNOWN, port=FEED_PORT)
+    raises_local(CLIENT, A_SUBSCRIBE, ErrorCode.MESSAGE_TYPE_MUST_BE_KNOWN)
+    raises_local(SERVER, A_SNAPSHOT, ErrorCode.MESSAGE_TYPE_MUST_BE_KNOWN)
+
+
+@pytest.mark.parametrize("port", PORTS, ids=port_id)
+def test_heartbeat_and_error_are_messages_of_both_ports(port: Port) -> None:
+    assert m.Heartbeat.PORTS == m.Error.PORTS == PORTS
+    for sender in (CLIENT, SERVER):
+        encoded = Connection(sender, port).send(m.Heartbeat(42))
+        assert encoded == frame(0x05, struct.pack(">Q", 42))
+        assert receive(other(sender), encoded, port=port) == [m.Heartbeat(42), NEED_DATA]
+    error = m.Error(1002, 0x10, 0, "message type 0x10 is not a message of the feed port")
+    encoded = Connection(SERVER, port).send(error)
+    assert receive(CLIENT, encoded, port=port) == [error, NEED_DATA]
+    raises_remote(SERVER, encoded, ErrorCode.MESSAGE_MUST_TRAVEL_ITS_DIRECTION, port=port)
+
+
+@pytest.mark.parametrize(
+    ("role", "data", "code"),
+    [
+        (SERVER, frame(0x71, subscribe_body(0, [1, 2])), None),
+        (SERVER, frame(0x71, subscribe_body(1, [])), None),
+        (SERVER, frame(0x71, subscribe_body(0, [1, 2, 1])), ErrorCode.VALUE_MUST_BE_IN_RANGE),
+        (SERVER, frame(0x71, subscribe_body(2, [1])), ErrorCode.VALUE_MUST_BE_IN_RANGE),
+        (SERVER, frame(0x71, subscribe_body(0x81, [])), ErrorCode.VALUE_MUST_BE_IN_RANGE),
+        # 257 markets: the count is above the maximum, though the frame would fit.
+        (
+            SERVER,
+            frame(0x71, subscribe_body(0, TOO_MANY_MARKETS)),
+            ErrorCode.VALUE_MUST_BE_IN_RANGE,
+        ),
+        (SERVER, frame(0x71, subscribe_body(0, [1], count=2)), ErrorCode.BODY_MUST_MATCH_LAYOUT),
+        (SERVER, frame(0x71, subscribe_body(0, [1, 2], count=1)), ErrorCode.BODY_MUST_MATCH_LAYOUT),
+        (SERVER, frame(0x72, bytes(7)), ErrorCode.BODY_MUST_MATCH_LAYOUT),
+        (
+            SERVER,
+            struct.pack(">IB", 25, m.FeedHello.TYPE),
+            ErrorCode.MESSAGE_MUST_TRAVEL_ITS_DIRECTION,
+        ),
+        (
+            CLIENT,
+            struct.pack(">IB", 8, m.Subscribe.TYPE),
+            ErrorCode.MESSAGE_MUST_TRAVEL_ITS_DIRECTION,
+        ),
+        (SERVER, struct.pack(">IB", 100, 0x02), ErrorCode.MESSAGE_TYPE_MUST_BE_KNOWN),  # Login
+        (CLIENT, struct.pack(">IB", 100, 0x01), ErrorCode.MESSAGE_TYPE_MUST_BE_KNOWN),  # Challenge
+        (CLIENT, struct.pack(">IB", 100, 0x7D), ErrorCode.MESSAGE_TYPE_MUST_BE_KNOWN),
+        (
+            CLIENT,
+            frame(0x70, struct.pack(">HHQIII", 1, 1, 0, 99, 0, 0)),
+            ErrorCode.VALUE_MUST_BE_IN_RANGE,
+        ),
+        (CLIENT, frame(0x74, struct.pack(">IIBQ", 1, 0, 4, 0)), ErrorCode.VALUE_MUST_BE_IN_RANGE),
+        (CLIENT, frame(0x74, struct.pack(">IIBQ", 1, 0, 3, 0)), None),
+        (  # yes_payout (after u32, u64, u8, i64) of 101
+            CLIENT,
+            frame(0x75, body_of(A_SNAPSHOT)[:21] + b"\x65" + body_of(A_SNAPSHOT)[22:]),
+            ErrorCode.VALUE_MUST_BE_IN_RANGE,
+        ),
+        (CLIENT, frame(0x75, body_of(A_SNAPSHOT)[:-1]), ErrorCode.BODY_MUST_MATCH_LAYOUT),
+        (CLIENT, frame(0x79, struct.pack(">IQqB", 1, 1, 1, 101)), ErrorCode.VALUE_MUST_BE_IN_RANGE),
+        (CLIENT, frame(0x79, struct.pack(">IQqB", 1, 1, 1, 100)), None),
+        (
+            CLIENT,
+            frame(0x7C, struct.pack(">QH", 1, limits.heartbeat_markets_max + 1)),
+            ErrorCode.VALUE_MUST_BE_IN_RANGE,
+        ),
+        (CLIENT, frame(0x7C, struct.pack(">QH", 1, 1)), ErrorCode.BODY_MUST_MATCH_LAYOUT),
+    ],
+)
+def test_each_feed_rule_is_reported_with_its_code(
+    role: Role, data: bytes, code: ErrorCode | None
+) -> None:
+    """`None`: the frame is valid, next to the ones that break a rule by a little."""
+    if code is None:
+        [message, signal] = receive(role, data, port=FEED_PORT)
+        assert signal is NEED_DATA
+        assert Connection(other(role), FEED_PORT).send(message) == data
+    else:
+        raises_remote(role, data, code, port=FEED_PORT)
+
+
+@pytest.mark.parametrize(
+    ("role", "message", "code"),
+    [
+        (
+            CLIENT,
+            m.Subscribe(7, 0, tuple(m.MarketFrom(market, 0) for market in TOO_MANY_MARKETS)),
+            ErrorCode.VALUE_MUST_BE_IN_RANGE,
+        ),
+        (CLIENT, m.Subscribe(7, 0, (m.MarketFrom(1, 0),) * 2), ErrorCode.VALUE_MUST_BE_IN_RANGE),
+        (CLIENT, m.Subscribe(7, 2, ()), ErrorCode.VALUE_MUST_BE_IN_RANGE),
+        (CLIENT, m.Subscribe(7, 0, (m.MarketSeq(1, 0),)), ErrorCode.VALUE_MUST_BE_IN_RANGE),
+        (SERVER, m.FeedHello(1, 1, 0, 60_001, 0, 0), ErrorCode.VALUE_MUST_BE_IN_RANGE),
+        (SERVER, m.Subscribed(7, 0, 4, 0), ErrorCode.VALUE_MUST_BE_IN_RANGE),
+        (
+            SERVER,
+            dataclasses.replace(A_SNAPSHOT, yes_payout=101),
+            ErrorCode.VALUE_MUST_BE_IN_RANGE,
+        ),
+        (SERVER, m.SettledUpdate(1, 1, 1, 101), ErrorCode.VALUE_MUST_BE_IN_RANGE),
+        (
+            SERVER,
+            m.FeedHeartbeat(1, (m.MarketSeq(1, 1),) * (limits.heartbeat_markets_max + 1)),
+            ErrorCode.VALUE_MUST_BE_IN_RANGE,
+        ),
+        (CLIENT, A_SNAPSHOT, ErrorCode.MESSAGE_MUST_TRAVEL_ITS_DIRECTION),
+        (CLIENT, GOOD_ORDER, ErrorCode.MESSAGE_TYPE_MUST_BE_KNOWN),
+        (CLIENT, m.Logout(), ErrorCode.MESSAGE_TYPE_MUST_BE_KNOWN),
+    ],
+)
+def test_sending_an_invalid_feed_message_is_a_local_protocol_error(
+    role: Role, message: Message, code: ErrorCode
+) -> None:
+    raises_local(role, message, code, port=FEED_PORT)
 
 
 # -- End to end over a trio memory stream -----------------------------------------------------

@@ -54,7 +54,8 @@ def test_a_subscribers_book_equals_the_engines_after_every_batch(seed: int) -> N
             if market_id not in books:  # subscribes now: an image, then the events
                 books[market_id] = LocalBook.from_image(_image(engine, market_id))
             assert books[market_id].image() == _image(engine, market_id), (seed, market_id)
-            assert windows.last_seq(market_id) == engine.markets[market_id].seq
+            # The node serves its images from its own books, kept from the same events.
+            assert windows.image(market_id) == _image(engine, market_id), (seed, market_id)
     assert changes > 0
 
 
@@ -129,6 +130,40 @@ def test_a_dropped_event_is_noticed_and_repaired_by_resuming() -> None:
             book.apply(late)
         assert book.image() == _image(engine, market_id)
     assert gaps > 5
+
+
+def test_the_windows_hold_no_more_events_than_their_total_bound() -> None:
+    seed = 3
+    print(f"seed={seed}")
+    engine = Engine()
+    windows = FeedWindows(window_events=1_000, window_events_total=50)
+    windows.reset(engine)
+    published = 0
+    for batch in random_log(seed, batches=100):
+        for event in _market_events(engine.apply(batch).events):
+            published += windows.publish(event)
+    assert published > 200
+    kept = [windows._windows[market_id] for market_id in windows.markets()]
+    assert sum(len(window) for window in kept) <= 50
+    market_id = max(windows.markets(), key=lambda m: engine.markets[m].seq)
+    last = engine.markets[market_id].seq
+    assert windows.resume(market_id, last - 1) is not None  # the newest are kept
+    assert windows.resume(market_id, 0) is None and windows.image(market_id) == _image(
+        engine, market_id
+    )
+
+
+def test_an_event_the_image_already_holds_is_skipped_and_a_jump_is_refused() -> None:
+    engine = Engine()
+    windows = FeedWindows(window_events=10)
+    events = []
+    for batch in random_log(7, batches=40):
+        events += _market_events(engine.apply(batch).events)
+    windows.reset(engine)  # the engine is ahead of the stream, as after an install
+    market_id = events[-1][1]
+    assert not windows.publish(events[-1])
+    with pytest.raises(ValueError, match="jumped"):
+        windows.publish((35, market_id, engine.markets[market_id].seq + 2, 1, 40, 1, 1))
 
 
 def test_a_local_book_names_its_best_prices_and_keeps_recent_trades() -> None:

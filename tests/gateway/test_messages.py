@@ -106,6 +106,7 @@ EXPECTED_ERROR_CODES = {
     "query_index_not_reached": 1301,
     "outcome_unknown": 1302,
     "reports_must_be_continuous": 1303,
+    "subscriptions_must_not_exceed_max": 1400,
 }
 
 

@@ -11,22 +11,37 @@ import trio
 from evx.core import CreateAccount, CreateMarket, Deposit, MarketKind, MarketStatus, SetMarketStatus
 from evx.gateway.client import Client
 from evx.gateway.keys import generate_private_key, public_bytes, read_private_key
-from evx.tools.config import GatewayLimits, load, render
+from evx.tools.config import FeedLimits, GatewayLimits, load, render
 from evx.tools.layout import ClusterLayout, create
 from evx.tools.node import RunningNode, run_node
 
 from .counter import free_ports
 
 
-def single_node_layout(tmp_path: Path, *, metrics: bool = False, **limits: object) -> ClusterLayout:
-    raft, gateway, metrics_port = free_ports(3)
+def single_node_layout(
+    tmp_path: Path,
+    *,
+    metrics: bool = False,
+    feed: bool = False,
+    feed_limits: dict[str, object] | None = None,
+    **limits: object,
+) -> ClusterLayout:
+    raft, gateway, metrics_port, feed_port = free_ports(4)
     layout = create(
-        tmp_path / "cluster", [raft], [gateway], metrics_ports=[metrics_port] if metrics else None
+        tmp_path / "cluster",
+        [raft],
+        [gateway],
+        metrics_ports=[metrics_port] if metrics else None,
+        feed_ports=[feed_port] if feed or feed_limits else None,
     )
-    if limits:
+    if limits or feed_limits:
         path = layout.config_paths()[0]
         config = load(path)
-        config = dataclasses.replace(config, limits=dataclasses.replace(GatewayLimits(), **limits))
+        config = dataclasses.replace(
+            config,
+            limits=dataclasses.replace(GatewayLimits(), **limits),
+            feed_limits=dataclasses.replace(FeedLimits(), **(feed_limits or {})),
+        )
         path.write_text(render(config))
     return layout
 

@@ -30,9 +30,13 @@ class ProcessCluster:
     def __init__(
         self, tmp_path: Path, size: int = 3, snapshots: SnapshotSettings | None = None
     ) -> None:
-        ports = free_ports(2 * size)
+        ports = free_ports(3 * size)
         self.layout: ClusterLayout = create(
-            tmp_path / "cluster", ports[:size], ports[size:], snapshots=snapshots
+            tmp_path / "cluster",
+            ports[:size],
+            ports[size : 2 * size],
+            snapshots=snapshots,
+            feed_ports=ports[2 * size :],
         )
         self.configs = self.layout.configs()
         self.processes: dict[int, subprocess.Popen[bytes]] = {}
@@ -43,6 +47,13 @@ class ProcessCluster:
 
     def address(self, node_id: int) -> tuple[str, int]:
         return split_address(self.configs[node_id - 1].gateway)
+
+    def feed_addresses(self, first: int | None = None) -> list[tuple[str, int]]:
+        """Every node's market-data address, `first` first."""
+        ids = self.node_ids
+        if first is not None:
+            ids = [first] + [node for node in ids if node != first]
+        return [split_address(self.configs[node - 1].feed) for node in ids]
 
     def addresses(self, first: int | None = None) -> list[tuple[str, int]]:
         """Every node's order-entry address, `first` first."""
