@@ -69,7 +69,7 @@ def cluster_nodes(data_dir: Path | None, config_path: Path | None) -> list[PeerC
         for peer in config.all_nodes():
             nodes.setdefault(peer.node_id, peer)
     for config in configs:
-        nodes[config.node_id] = PeerConfig(config.node_id, config.raft, config.gateway)
+        nodes[config.node_id] = PeerConfig(config.node_id, config.raft, config.gateway, config.feed)
     return [nodes[node_id] for node_id in sorted(nodes)]
 
 

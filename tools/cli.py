@@ -178,10 +178,12 @@ def demo(data_dir: Path | None, engine_only: bool, seed: int, steps: int) -> Non
 def _register_tools() -> None:
     from evx.tools.admin_cli import admin  # noqa: PLC0415
     from evx.tools.snapshot_cli import replay_command, snapshot  # noqa: PLC0415
+    from evx.tools.watch import watch_command  # noqa: PLC0415
 
     main.add_command(admin)
     main.add_command(snapshot)
     main.add_command(replay_command)
+    main.add_command(watch_command)
 
 
 _register_tools()

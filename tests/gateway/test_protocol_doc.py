@@ -23,6 +23,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from evx.core import (
     COMMANDS,
+    BookSide,
     CancelReason,
     Liquidity,
     MarketStatus,
@@ -35,7 +36,7 @@ from evx.core import (
 )
 from evx.gateway import limits
 from evx.gateway import messages as m
-from evx.gateway.codec import CLIENT, SERVER, Connection
+from evx.gateway.codec import CLIENT, FEED_PORT, SERVER, Connection
 from evx.gateway.codes import ErrorCode
 from evx.gateway.messages import Layout
 
@@ -114,7 +115,7 @@ def expected_rows(layout: Layout) -> tuple[list[list[str]], str]:
     return rows, expression(constant, terms)
 
 
-ALL_MESSAGES = sorted(m.MESSAGES.values(), key=lambda cls: cls.TYPE)
+ALL_MESSAGES = sorted({*m.MESSAGES.values(), *m.FEED_MESSAGES.values()}, key=lambda c: c.TYPE)
 
 
 @pytest.mark.parametrize("cls", ALL_MESSAGES, ids=lambda cls: cls.__name__)
@@ -138,13 +139,22 @@ def test_each_group_entry_table_matches_its_layout(name: str) -> None:
     assert text_after(heading) == f"{size} bytes." == f"{item.SIZE} bytes."
 
 
-def test_the_message_index_lists_every_message() -> None:
-    listed = table_after("## 4. The message table")
+@pytest.mark.parametrize(
+    ("heading", "table"),
+    [
+        ("## 4. The message table", m.MESSAGES),
+        ("### 11.7 The feed's message table", m.FEED_MESSAGES),
+    ],
+    ids=["order-entry", "feed"],
+)
+def test_each_ports_message_index_lists_its_messages(
+    heading: str, table: dict[int, type[m.Message]]
+) -> None:
     expected = [
         [f"{cls.TYPE:#04x}", cls.__name__, DIRECTIONS[cls.DIRECTION], expected_rows(cls.LAYOUT)[1]]
-        for cls in ALL_MESSAGES
+        for cls in sorted(table.values(), key=lambda cls: cls.TYPE)
     ]
-    assert listed == expected
+    assert table_after(heading) == expected
 
 
 def test_every_error_code_is_documented_with_its_number_and_rule() -> None:
@@ -158,6 +168,8 @@ LIMITS_DOCUMENTED = {
     "string_length_max",
     "query_results_max",
     "book_levels_per_side_max",
+    "subscribe_markets_max",
+    "heartbeat_markets_max",
     "msgpack_nesting_max",
     "heartbeat_interval_ms_min",
     "heartbeat_interval_ms_max",
@@ -200,6 +212,9 @@ CODE_TABLES: list[tuple[str, type[Enum]]] = [
     ("### AdminAction (u8)", m.AdminAction),
     ("### LoginFlag (u8 bits)", m.LoginFlag),
     ("### Reject (u16)", Reject),
+    ("#### SubscribeFlag (u8 bits)", m.SubscribeFlag),
+    ("#### SubscribedFlag (u8 bits)", m.SubscribedFlag),
+    ("#### BookSide (u8)", BookSide),
 ]
 
 
@@ -212,7 +227,8 @@ def test_each_code_table_matches_its_enum(heading: str, enum: type[Enum]) -> Non
     members = [
         member
         for member in enum
-        if member.value or enum not in (OrderFlag, m.LoginFlag, m.StatusFlag)
+        if member.value
+        or enum not in (OrderFlag, m.LoginFlag, m.StatusFlag, m.SubscribeFlag, m.SubscribedFlag)
     ]
     assert [(int(row[0]), row[1]) for row in rows] == [
         (int(member.value), str(member.name).lower()) for member in members
@@ -251,3 +267,10 @@ def test_the_operator_command_example_is_a_canonical_command() -> None:
     example = ast.literal_eval(match[1])
     assert COMMANDS.from_canonical(example).to_canonical() == tuple(example)
     assert m.OperatorCommand.of(1, example).command_value() == tuple(example)
+
+
+def test_the_feed_examples_are_the_frames_the_codec_writes() -> None:
+    subscribe = m.Subscribe(9, 0, (m.MarketFrom(3, 41),))
+    assert f"```\n{hexdump(Connection(CLIENT, FEED_PORT).send(subscribe))}\n```" in DOC
+    level = m.LevelUpdate(3, 42, BookSide.BID, 45, 120, 2)
+    assert f"```\n{hexdump(Connection(SERVER, FEED_PORT).send(level))}\n```" in DOC
