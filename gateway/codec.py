@@ -1,4 +1,5 @@
-"""The order-entry protocol's codec: bytes in, messages out, and messages in, bytes out.
+"""The codec of the order-entry and feed protocols: bytes in, messages out, and messages
+in, bytes out.
 
 Strategy: sans-IO, in the manner of h11. A `Connection` holds no socket, clock or task; the
 shell (the trio server, the client library, a test) feeds it what it read with
@@ -20,6 +21,9 @@ Rules:
 - `send` checks everything before it returns a byte, so a LocalProtocolError leaves the
   outgoing stream intact; it is our bug, for the shell to log, and the connection can still
   carry an Error frame before it closes.
+- A Connection serves one port (`Port.ORDER_ENTRY`, the default, or `Port.FEED`) and
+  parses only that port's messages: another port's type byte is `message_type_must_be_known`
+  like any unknown one.
 - The codec knows nothing of login, sessions or throttling: those are the server's rules.
 """
 

@@ -1,4 +1,5 @@
-"""The messages of the order-entry protocol: one frozen slotted dataclass each, with its layout.
+"""The messages of the order-entry and feed protocols: one frozen slotted dataclass each,
+with its layout; `@message(..., ports)` says which port's table each belongs to.
 
 Strategy: a message class's annotations are its field table. Each field is declared with its
 wire type (`u64`, `string`, `query_results[OpenOrder]`, ...), which to Python is only an

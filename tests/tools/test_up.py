@@ -66,7 +66,7 @@ def _stop(process: subprocess.Popen[str]) -> int:
 
 def test_evx_up_starts_trades_stops_and_resumes(tmp_path: Path) -> None:
     data = tmp_path / "evx-data"
-    base_port = free_ports(1)[0] // 2  # room for base+1..3 and base+101..103
+    base_port = free_ports(1)[0] // 2  # room for base+1..3, +101..103, +201..203, +301..303
     process, lines = _start(data, base_port)
     try:
         text = "".join(lines)
@@ -79,6 +79,17 @@ def test_evx_up_starts_trades_stops_and_resumes(tmp_path: Path) -> None:
             check=True,
         )
         assert "filled" in demo.stdout, demo.stdout
+        command = ["watch", "DEMO-RAIN-TOMORROW", "--data", str(data), "--json", "--seconds", "2"]
+        watch = subprocess.run(
+            [sys.executable, "-m", "evx.tools.cli", *command],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        )
+        image = json.loads(watch.stdout.splitlines()[0])
+        assert image["kind"] == "snapshot" and image["ticker"] == "DEMO-RAIN-TOMORROW", image
+        assert image["market_seq"] > 1 and image["status"] == 2  # traded, open
         before = _status(data)
         assert (
             len(
