@@ -276,7 +276,7 @@ class FeedClient:
             return
         if applied:
             self.statistics.updates += 1
-        elif not (self.ticker and code == 36):  # the ticker repeats subscribed markets' trades
+        else:
             self.statistics.duplicates += 1
 
     def _snapshot(self, message: wire.BookSnapshot) -> None:

@@ -163,7 +163,7 @@ class FeedServer:
         windows = self.windows
         chunks: dict[int, list[bytes]] = {}
         firsts: dict[int, int] = {}
-        trades: list[bytes] = []
+        trades: list[tuple[int, bytes]] = []
         for event in result.applied.events:
             if event[0] not in MARKET_EVENT_CODES or not windows.publish(event):
                 continue
@@ -177,7 +177,7 @@ class FeedServer:
             if event[0] == _CREATED:
                 self._market_created(market_id)
             elif event[0] == _TRADE and self.tickers:
-                trades.append(data)
+                trades.append((market_id, data))
         if not chunks:
             return
         applied_at = result.applied_at
@@ -198,11 +198,14 @@ class FeedServer:
             subscribers = self.by_market.setdefault(market_id, set())
             for session in self.all_markets:
                 session.positions[market_id] = 0
+                session.joined.add(market_id)
                 subscribers.add(session)
 
     def _push_tickers(
-        self, chunks: dict[int, list[bytes]], trades: list[bytes], applied_at: float
+        self, chunks: dict[int, list[bytes]], trades: list[tuple[int, bytes]], applied_at: float
     ) -> None:
+        """One TickerUpdate per market whose top moved, and every trade; a connection that
+        also subscribes to a market gets its trades once, with the market's own frames."""
         changed = []
         for market_id in chunks:
             book = self.windows.book(market_id)
@@ -212,9 +215,14 @@ class FeedServer:
             if _top_changed(before, top):
                 self._tops[market_id] = top
                 changed.append(frame(top))
-        data = b"".join(changed + trades)
-        if data:
-            for session in list(self.tickers):
+        tops = b"".join(changed)
+        every_trade = b"".join(data for _, data in trades)
+        for session in list(self.tickers):
+            if session.joined and any(market_id in session.joined for market_id, _ in trades):
+                data = tops + b"".join(d for m, d in trades if m not in session.joined)
+            else:
+                data = tops + every_trade
+            if data:
                 session.push(data, applied_at)
 
     def refresh_tops(self) -> list[bytes]:
@@ -264,7 +272,7 @@ class FeedServer:
         self.sessions.discard(session)
         self.all_markets.discard(session)
         self.tickers.discard(session)
-        for market_id in session.positions:
+        for market_id in session.joined:
             subscribers = self.by_market.get(market_id)
             if subscribers is not None:
                 subscribers.discard(session)
@@ -301,6 +309,7 @@ class FeedSession:
         self.stream = stream
         self.connection = Connection(wire.SERVER, wire.FEED_PORT)
         self.positions: dict[int, int] = {}  # market -> the last market_seq queued
+        self.joined: set[int] = set()  # markets whose subscriber sets this connection is in
         self.changed: set[int] = set()  # markets whose sequence moved since the heartbeat
         self._outbound: deque[tuple[bytes, float]] = deque()  # (frames, applied_at or 0)
         self._outbound_bytes = 0
@@ -501,6 +510,7 @@ class FeedSession:
             server.statistics.resumes_served += 1
         self.positions[market_id] = sent
         self.changed.add(market_id)
+        self.joined.add(market_id)
         server.by_market.setdefault(market_id, set()).add(self)
         await self._wait_drained()
 
@@ -515,6 +525,7 @@ class FeedSession:
         for market_id in markets:
             self.positions.pop(market_id, None)
             self.changed.discard(market_id)
+            self.joined.discard(market_id)
             subscribers = server.by_market.get(market_id)
             if subscribers is not None:
                 subscribers.discard(self)
@@ -623,7 +634,8 @@ class FeedSession:
         )
         while True:
             await trio.sleep(interval_s)
-            changed = sorted(self.changed)[:heartbeat_markets]
+            # (a market being caught up again has no position until its frames are queued)
+            changed = sorted(m for m in self.changed if m in self.positions)[:heartbeat_markets]
             self.changed.difference_update(changed)
             self.push(
                 frame(

@@ -310,6 +310,8 @@ async def test_the_ticker_names_every_markets_top_of_book_and_trades(tmp_path: P
             on_message=lambda m: trades.append(m) if isinstance(m, wire.TradeUpdate) else None,
         )
         await nursery.start(screen.run)
+        both = FeedClient(feed_address(node), markets=[market_id], ticker=True)
+        await nursery.start(both.run)
         await run_flow(node, traders, market_id, rng, 120)
 
         def top_is_the_engines(client: FeedClient) -> bool:
@@ -327,6 +329,10 @@ async def test_the_ticker_names_every_markets_top_of_book_and_trades(tmp_path: P
             )
 
         await screen.wait_for(top_is_the_engines)
+        await both.wait_for(top_is_the_engines)
+        # A connection with the ticker and the market gets each trade once, in the market.
+        await wait_same_book(both, node, market_id)
+        assert both.statistics.duplicates == 0 and both.statistics.gaps == 0
         assert trades and all(t.market_id == market_id for t in trades)
         assert screen.books == {}, "a ticker keeps no books"
         nursery.cancel_scope.cancel()
