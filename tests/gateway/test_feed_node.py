@@ -20,6 +20,7 @@ from evx.gateway import messages as wire
 from evx.gateway.client import Client
 from evx.gateway.codec import Connection, Signal
 from evx.gateway.codes import ErrorCode
+from evx.gateway.exchange import StateInstalled
 from evx.gateway.feed import BookImage, book_image
 from evx.gateway.feed_client import FeedClient, FeedError
 from evx.tools.node import RunningNode
@@ -335,4 +336,30 @@ async def test_the_ticker_names_every_markets_top_of_book_and_trades(tmp_path: P
         assert both.statistics.duplicates == 0 and both.statistics.gaps == 0
         assert trades and all(t.market_id == market_id for t in trades)
         assert screen.books == {}, "a ticker keeps no books"
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_node_that_installs_a_snapshot_ends_its_feed_and_subscribers_resume(
+    tmp_path: Path,
+) -> None:
+    layout = single_node_layout(tmp_path, feed_limits=FAST_FEED)
+    async with trio.open_nursery() as nursery:
+        node = await start_node(nursery, layout)
+        async with operator_client(layout, node) as operator:
+            market_id, traders = await open_market_with_traders(operator, ["a", "b"])
+        feed = FeedClient(feed_address(node), markets=[market_id], retry_delay_s=0.05)
+        await nursery.start(feed.run)
+        await run_flow(node, traders, market_id, random.Random(1), 20)
+        await wait_same_book(feed, node, market_id)
+        assert feed.statistics.connections == 1
+        # What the node does when the leader sends it a snapshot: its state jumps, so every
+        # feed connection ends; the subscriber resumes from its sequence.
+        node.feed.on_applied(
+            node.machine.applied_index, StateInstalled(node.machine.applied_index, {})
+        )
+        await feed.wait_for(lambda f: f.statistics.connections == 2)
+        await run_flow(node, traders, market_id, random.Random(2), 20)
+        await wait_same_book(feed, node, market_id)
+        assert feed.statistics.gaps == 0 and feed.statistics.duplicates == 0
+        assert feed.statistics.snapshots == 1, "resumed from the sequence, no new image"
         nursery.cancel_scope.cancel()

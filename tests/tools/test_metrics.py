@@ -13,6 +13,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from evx.core import Side
 from evx.gateway import messages as wire
 from evx.gateway.client import Client
+from evx.gateway.feed_client import FeedClient
 from support.nodes import open_market_with_traders, operator_client, single_node_layout, start_node
 
 TEST_TIMEOUT_S = 30
@@ -30,7 +31,7 @@ def _scrape(address: str) -> dict[str, float]:
 
 
 async def test_the_metrics_endpoint_counts_what_the_node_did(tmp_path: Path) -> None:
-    layout = single_node_layout(tmp_path, metrics=True)
+    layout = single_node_layout(tmp_path, metrics=True, feed=True)
     address = layout.configs()[0].metrics
     assert address.startswith("127.0.0.1:")
     async with trio.open_nursery() as nursery:
@@ -38,6 +39,8 @@ async def test_the_metrics_endpoint_counts_what_the_node_did(tmp_path: Path) -> 
             node = await start_node(nursery, layout)
             async with operator_client(layout, node) as operator:
                 market, traders = await open_market_with_traders(operator, ["maker"])
+            feed = FeedClient([("127.0.0.1", node.feed_port)], markets=[market])
+            await nursery.start(feed.run)
             before = await trio.to_thread.run_sync(_scrape, address)
             account_id, key = traders["maker"]
             async with Client(
@@ -48,8 +51,10 @@ async def test_the_metrics_endpoint_counts_what_the_node_did(tmp_path: Path) -> 
                     assert isinstance(accepted, wire.OrderAccepted)
                 rejected = await client.place(market, Side.BUY_YES, 40, 10**9)
                 assert isinstance(rejected, wire.OrderRejected)
+                await feed.wait_for(lambda f: len(f.books[market].bids) == 3)
                 after = await trio.to_thread.run_sync(_scrape, address)
         node.stop()
+        nursery.cancel_scope.cancel()
 
     assert after["evx_orders_accepted_total"] - before["evx_orders_accepted_total"] == 3
     assert after["evx_commands_applied_total"] - before["evx_commands_applied_total"] == 4
@@ -62,3 +67,8 @@ async def test_the_metrics_endpoint_counts_what_the_node_did(tmp_path: Path) -> 
     assert after["evx_sessions"] == 1 and after["evx_sessions_opened_total"] >= 2
     assert after["evx_journal_syncs_total"] > 0
     assert after["evx_snapshot_age_seconds"] == -1 and after["evx_snapshots_taken_total"] == 0
+    assert after["evx_feed_subscribers"] == 1 and after["evx_feed_snapshots_sent_total"] == 1
+    assert after["evx_feed_slow_consumers_cut_total"] == 0
+    # Three level changes delivered to the one subscriber, one sample per applied entry.
+    delivered = after["evx_feed_delivery_seconds_count"] - before["evx_feed_delivery_seconds_count"]
+    assert 1 <= delivered <= 3
