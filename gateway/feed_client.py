@@ -129,9 +129,11 @@ class FeedClient:
             if status:
                 status.pop().started()
 
+        tried = 0  # nodes tried since the last connection that subscribed
         while True:
             host, port = self.addresses[self._next_address % len(self.addresses)]
             self._next_address += 1
+            connections = self.statistics.connections
             try:
                 await self._connection_run(host, port, started)
             except (_Reconnect, *_FAILURES):
@@ -140,7 +142,9 @@ class FeedClient:
                 self.node_id = 0
                 self._notify()
             started()
-            await trio.sleep(self.retry_delay_s)
+            tried = 1 if self.statistics.connections > connections else tried + 1
+            if tried >= len(self.addresses):  # every node once, straight away; then wait
+                await trio.sleep(self.retry_delay_s)
 
     async def _connection_run(self, host: str, port: int, started: Callable[[], None]) -> None:
         with trio.fail_after(self.connect_timeout_s):

@@ -265,6 +265,11 @@ class FeedServer:
         session = FeedSession(self, stream)
         try:
             await session.run()
+        except Exception:
+            # A bug in serving one connection: that connection ends, loudly, and the node and
+            # every other subscriber go on (the feed is public: no client may stop a node).
+            log.exception("feed_connection_failed", peer=session.peer)
+            self.forget(session)
         finally:
             await trio.aclose_forcefully(stream)
 
@@ -310,6 +315,7 @@ class FeedSession:
         self.connection = Connection(wire.SERVER, wire.FEED_PORT)
         self.positions: dict[int, int] = {}  # market -> the last market_seq queued
         self.joined: set[int] = set()  # markets whose subscriber sets this connection is in
+        self.catching_up = False  # a Subscribe's markets are being queued
         self.changed: set[int] = set()  # markets whose sequence moved since the heartbeat
         self._outbound: deque[tuple[bytes, float]] = deque()  # (frames, applied_at or 0)
         self._outbound_bytes = 0
@@ -478,8 +484,14 @@ class FeedSession:
         # Market by market, each from the feed's book as it is when its turn comes (from
         # then on the market's live changes follow it), waiting for the queue to drain in
         # between: an image of every market may not fit the queue at once.
-        for market_id in markets:
-            await self._catch_up(market_id, after.get(market_id, 0))
+        # No FeedHeartbeat while markets are being caught up: its applied index would claim
+        # they were sent up to it.
+        self.catching_up = True
+        try:
+            for market_id in markets:
+                await self._catch_up(market_id, after.get(market_id, 0))
+        finally:
+            self.catching_up = False
 
     async def _catch_up(self, market_id: int, after_seq: int) -> None:
         """Queue what the subscriber misses of one market, then follow it live: the changes
@@ -634,6 +646,8 @@ class FeedSession:
         )
         while True:
             await trio.sleep(interval_s)
+            if self.catching_up:
+                continue
             # (a market being caught up again has no position until its frames are queued)
             changed = sorted(m for m in self.changed if m in self.positions)[:heartbeat_markets]
             self.changed.difference_update(changed)

@@ -16,6 +16,7 @@ import pytest
 import trio
 
 from evx.core import CreateMarket, MarketKind, Side
+from evx.gateway import feed_server
 from evx.gateway import messages as wire
 from evx.gateway.client import Client
 from evx.gateway.codec import Connection, Signal
@@ -362,4 +363,29 @@ async def test_a_node_that_installs_a_snapshot_ends_its_feed_and_subscribers_res
         await wait_same_book(feed, node, market_id)
         assert feed.statistics.gaps == 0 and feed.statistics.duplicates == 0
         assert feed.statistics.snapshots == 1, "resumed from the sequence, no new image"
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_bug_serving_one_connection_ends_only_that_connection(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(self: object, message: object) -> None:
+        raise RuntimeError("a bug in the ticker")
+
+    monkeypatch.setattr(feed_server.FeedSession, "_subscribe_ticker", broken)
+    layout = single_node_layout(tmp_path, feed_limits=FAST_FEED)
+    async with trio.open_nursery() as nursery:
+        node = await start_node(nursery, layout)
+        async with operator_client(layout, node) as operator:
+            market_id, traders = await open_market_with_traders(operator, ["a", "b"])
+        healthy = FeedClient(feed_address(node), markets=[market_id])
+        await nursery.start(healthy.run)
+        stream, codec = await raw_feed(node)
+        assert isinstance(await next_message(stream, codec), wire.FeedHello)
+        await stream.send_all(codec.send(wire.SubscribeTicker(1)))
+        assert await next_message(stream, codec) is Signal.CLOSED
+        await stream.aclose()
+        await run_flow(node, traders, market_id, random.Random(3), 20)
+        await wait_same_book(healthy, node, market_id)
+        assert node.feed.statistics.subscribers == 1
         nursery.cancel_scope.cancel()
