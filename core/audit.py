@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from . import constants
-from .model import AccountMarket, required_hold
+from .model import Account, AccountMarket, required_hold
 
 if TYPE_CHECKING:
     from .engine import Engine
@@ -32,6 +32,7 @@ INVARIANTS = (
     "open_interest_balanced",
     "escrow_matches_open_interest",
     "reduce_only_within_position",
+    "order_groups_consistent",
 )
 
 
@@ -131,6 +132,7 @@ def audit(engine: Engine) -> list[Violation]:
                 no_interest[market_id] = no_interest.get(market_id, 0) - am.position
         if account_held != account.held:
             fail("holds_cover_resting_orders", f"account {aid} held {account.held}")
+        _audit_order_groups(account, fail)
 
     escrow_total = 0
     for market in engine.markets.values():
@@ -151,6 +153,25 @@ def audit(engine: Engine) -> list[Violation]:
             f"{engine.withdrawals_total}",
         )
     return found
+
+
+def _audit_order_groups(account: Account, fail: Callable[[str, str], None]) -> None:
+    """Every order's group is one of its account's; a group's count is the sum of its
+    window's fills; a triggered group has no open orders (they were cancelled with it)."""
+    aid = account.account_id
+    if len(account.groups) > constants.order_groups_per_account_max:
+        fail("order_groups_consistent", f"account {aid} has {len(account.groups)} groups")
+    for group_id, group in account.groups.items():
+        if group.group_id != group_id or group.filled != sum(n for _, n in group.fills):
+            fail("order_groups_consistent", f"account {aid} group {group_id} counts")
+    for order in account.orders.values():
+        group = order.group
+        if group is None:
+            continue
+        if account.groups.get(group.group_id) is not group:
+            fail("order_groups_consistent", f"order {order.order_id} in a foreign group")
+        elif group.triggered:
+            fail("order_groups_consistent", f"order {order.order_id} open in a triggered group")
 
 
 def _audit_account_market(

@@ -82,6 +82,7 @@ class CancelReason(IntEnum):
     MARKET_SETTLED = 7
     REDUCE_ONLY_TRIMMED = 8  # the position it reduced got smaller
     MAX_COST_REACHED = 9  # a market order stopped at its maximum cost
+    ORDER_GROUP_TRIGGERED = 10  # its order group's fills reached the group's limit
 
 
 class Reject(IntEnum):
@@ -119,6 +120,9 @@ class Reject(IntEnum):
     EXPIRE_TIME_MUST_BE_WITHIN_HORIZON = 313
     MAX_COST_MUST_BE_FOR_MARKET_ORDERS_ONLY = 314
     MAX_COST_MUST_BE_IN_RANGE = 315
+    ORDER_GROUP_ID_MUST_BE_IN_RANGE = 316
+    ORDER_GROUP_LIMIT_MUST_BE_IN_RANGE = 317
+    ORDER_GROUP_WINDOW_MUST_BE_IN_RANGE = 318
 
     # 400-499: the order against the market and the account's orders
     MARKET_MUST_BE_OPEN = 400
@@ -128,6 +132,9 @@ class Reject(IntEnum):
     POSITION_MUST_STAY_WITHIN_LIMIT = 405
     OPEN_ORDERS_PER_ACCOUNT_MUST_NOT_EXCEED_MAX = 406
     OPEN_ORDERS_PER_MARKET_MUST_NOT_EXCEED_MAX = 407
+    ORDER_GROUP_MUST_EXIST = 408
+    ORDER_GROUP_MUST_NOT_BE_TRIGGERED = 409  # reset the group first
+    ORDER_GROUPS_PER_ACCOUNT_MUST_NOT_EXCEED_MAX = 410
 
     # 500-599: money
     COLLATERAL_MUST_COVER_ORDER = 500

@@ -45,6 +45,7 @@ class NewOrder(Record):
     self_trade_prevention: int = int(SelfTradePrevention.CANCEL_AGGRESSING)
     expire_time_ms: int = 0
     max_cost: int = 0
+    order_group_id: int = 0  # the account's order group the order belongs to; 0: none
 
 
 @COMMANDS.define(2)
@@ -75,6 +76,27 @@ class MassCancel(Record):
 
     account_id: int
     market_id: int = 0
+
+
+@COMMANDS.define(5)
+class SetOrderGroup(Record):
+    """Create an order group of the account, or change its limit and window: when the
+    contracts its orders fill within the last `window_ms` of batch time reach
+    `contract_limit`, the group's resting orders are cancelled and new ones refused until
+    the account resets it."""
+
+    account_id: int
+    order_group_id: int
+    contract_limit: int
+    window_ms: int
+
+
+@COMMANDS.define(6)
+class ResetOrderGroup(Record):
+    """Let a triggered group take orders again; its window starts empty."""
+
+    account_id: int
+    order_group_id: int
 
 
 # -- Accounts and money (32-63) ------------------------------------------------------------
@@ -194,7 +216,9 @@ __all__ = [
     "NewOrder",
     "RecordError",
     "ReplaceOrder",
+    "ResetOrderGroup",
     "SetMarketStatus",
+    "SetOrderGroup",
     "SettleMarket",
     "Withdraw",
     "command_from_canonical",

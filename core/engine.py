@@ -50,7 +50,9 @@ from .commands import (
     MassCancel,
     NewOrder,
     ReplaceOrder,
+    ResetOrderGroup,
     SetMarketStatus,
+    SetOrderGroup,
     SettleMarket,
     Withdraw,
 )
@@ -68,6 +70,7 @@ from .events import (
     OrderAccepted,
     OrderCancelled,
     OrderFilled,
+    OrderGroupUpdated,
     OrderReplaced,
     PositionSettled,
     TradePrinted,
@@ -80,6 +83,7 @@ from .model import (
     Level,
     Market,
     Order,
+    OrderGroup,
     required_hold,
     resting_orders,
     taker_fee_bound,
@@ -111,6 +115,7 @@ _CANCEL_EXPIRED = int(CancelReason.EXPIRED)
 _CANCEL_MARKET_CLOSED = int(CancelReason.MARKET_CLOSED)
 _CANCEL_REDUCE_ONLY_TRIMMED = int(CancelReason.REDUCE_ONLY_TRIMMED)
 _CANCEL_MAX_COST_REACHED = int(CancelReason.MAX_COST_REACHED)
+_CANCEL_ORDER_GROUP_TRIGGERED = int(CancelReason.ORDER_GROUP_TRIGGERED)
 
 _EV_ACCEPTED = OrderAccepted.CODE
 _EV_REJECTED = CommandRejected.CODE
@@ -122,6 +127,7 @@ _EV_ACCOUNT_CREATED = AccountCreated.CODE
 _EV_DEPOSITED = Deposited.CODE
 _EV_WITHDRAWN = Withdrawn.CODE
 _EV_POSITION_SETTLED = PositionSettled.CODE
+_EV_GROUP = OrderGroupUpdated.CODE
 _EV_MARKET_CREATED = MarketCreated.CODE
 _EV_STATUS = MarketStatusChanged.CODE
 _EV_CONFIGURED = MarketConfigured.CODE
@@ -200,12 +206,15 @@ class Engine:
         self._events: list[tuple[Any, ...]] = []
         self._dirty_levels: list[Level] = []
         self._pending_trims: list[AccountMarket] = []
+        self._triggered_groups: list[tuple[Account, OrderGroup]] = []
         self._packer = msgpack.Packer(use_bin_type=True)
         self._handlers = {
             NewOrder.CODE: (len(NewOrder.FIELDS) + 1, self._new_order),
             CancelOrder.CODE: (len(CancelOrder.FIELDS) + 1, self._cancel_order),
             ReplaceOrder.CODE: (len(ReplaceOrder.FIELDS) + 1, self._replace_order),
             MassCancel.CODE: (len(MassCancel.FIELDS) + 1, self._mass_cancel),
+            SetOrderGroup.CODE: (len(SetOrderGroup.FIELDS) + 1, self._set_order_group),
+            ResetOrderGroup.CODE: (len(ResetOrderGroup.FIELDS) + 1, self._reset_order_group),
             CreateAccount.CODE: (len(CreateAccount.FIELDS) + 1, self._create_account),
             Deposit.CODE: (len(Deposit.FIELDS) + 1, self._deposit),
             Withdraw.CODE: (len(Withdraw.FIELDS) + 1, self._withdraw),
@@ -256,6 +265,8 @@ class Engine:
                             entry[1](command)
                             if self._pending_trims:
                                 self._flush_trims()
+                            if self._triggered_groups:
+                                self._flush_triggered_groups()
                             if dirty:
                                 self._flush_levels()
                     else:
@@ -365,6 +376,7 @@ class Engine:
             stp,
             expire_time_ms,
             max_cost,
+            order_group_id,
         ) = command
         if (
             type(account_id) is not int
@@ -379,6 +391,7 @@ class Engine:
             or type(stp) is not int
             or type(expire_time_ms) is not int
             or type(max_cost) is not int
+            or type(order_group_id) is not int
         ):
             return self._reject(None, code, 0, 0, _R.FIELDS_MUST_HAVE_DECLARED_TYPES)
         account = self.accounts.get(account_id)
@@ -442,11 +455,30 @@ class Engine:
                 )
             if not 0 < max_cost <= limits.market_order_max_cost_cents_max:
                 return self._reject(account, code, client_order_id, 0, _R.MAX_COST_MUST_BE_IN_RANGE)
+        if not 0 <= order_group_id <= limits.order_group_id_max:
+            return self._reject(
+                account, code, client_order_id, 0, _R.ORDER_GROUP_ID_MUST_BE_IN_RANGE
+            )
         market = self.markets.get(market_id)
         if market is None:
             return self._reject(account, code, client_order_id, 0, _R.MARKET_MUST_EXIST)
         if market.status != _OPEN:
             return self._reject(account, code, client_order_id, 0, _R.MARKET_MUST_BE_OPEN)
+        group = None
+        if order_group_id:
+            group = account.groups.get(order_group_id)
+            if group is None:
+                return self._reject(
+                    account, code, client_order_id, order_group_id, _R.ORDER_GROUP_MUST_EXIST
+                )
+            if group.triggered:
+                return self._reject(
+                    account,
+                    code,
+                    client_order_id,
+                    order_group_id,
+                    _R.ORDER_GROUP_MUST_NOT_BE_TRIGGERED,
+                )
 
         # The order in YES terms: bids buy YES (BUY_YES, SELL_NO), asks buy NO.
         is_bid = side == _BUY_YES or side == _SELL_NO
@@ -543,6 +575,7 @@ class Engine:
             market.taker_bps,
             market.maker_bps,
         )
+        order.group = group
         if rests and order.maker_bps:
             order.maker_bound = order.maker_fee_bound()
         if is_market:
@@ -871,6 +904,10 @@ class Engine:
         assert cash >= 0, "a fill took more money than the account held for it"
         account.cash = cash
         self.fees_collected += fee
+        group = order.group
+        if group is not None and group.add_fill(self.time_ms, quantity):
+            group.triggered = True  # its orders are cancelled once the command is done
+            self._triggered_groups.append((account, group))
         account.seq += 1
         self._events.append(
             (
@@ -1128,6 +1165,95 @@ class Engine:
         return None
 
     # -- Order bookkeeping ------------------------------------------------------------------
+
+    # -- Order groups -------------------------------------------------------------------
+
+    def _flush_triggered_groups(self) -> None:
+        """After the command whose fills made groups reach their limits (not during it: the
+        matching that filled them is not cut short)."""
+        triggered = self._triggered_groups
+        self._triggered_groups = []
+        for account, group in triggered:
+            self._trigger(account, group)
+
+    def _trigger(self, account: Account, group: OrderGroup) -> None:
+        """The group says it triggered, then each of its resting orders is cancelled."""
+        group.triggered = True
+        self._emit_group(account, group)
+        for order in [o for o in account.orders.values() if o.group is group]:
+            self._cancel(order, _CANCEL_ORDER_GROUP_TRIGGERED)
+
+    def _emit_group(self, account: Account, group: OrderGroup) -> None:
+        account.seq += 1
+        self._events.append(
+            (
+                _EV_GROUP,
+                account.account_id,
+                account.seq,
+                group.group_id,
+                group.contract_limit,
+                group.window_ms,
+                group.filled,
+                int(group.triggered),
+            )
+        )
+
+    def _group_command(self, command: Any) -> tuple[Account, int] | None:
+        """The account and group id of SetOrderGroup or ResetOrderGroup, or None after a
+        reject."""
+        code, account_id, group_id = command[0], command[1], command[2]
+        if any(type(value) is not int for value in command[1:]):
+            self._reject(None, code, 0, 0, _R.FIELDS_MUST_HAVE_DECLARED_TYPES)
+            return None
+        account = self.accounts.get(account_id)
+        if account is None:
+            self._reject(None, code, 0, 0, _R.ACCOUNT_MUST_EXIST)
+            return None
+        if not 0 < group_id <= limits.order_group_id_max:
+            self._reject(account, code, 0, group_id, _R.ORDER_GROUP_ID_MUST_BE_IN_RANGE)
+            return None
+        return account, group_id
+
+    def _set_order_group(self, command: Any) -> None:
+        found = self._group_command(command)
+        if found is None:
+            return
+        account, group_id = found
+        code, _, _, contract_limit, window_ms = command
+        if not 0 < contract_limit <= limits.order_group_contract_limit_max:
+            return self._reject(account, code, 0, group_id, _R.ORDER_GROUP_LIMIT_MUST_BE_IN_RANGE)
+        if not 0 < window_ms <= limits.order_group_window_ms_max:
+            return self._reject(account, code, 0, group_id, _R.ORDER_GROUP_WINDOW_MUST_BE_IN_RANGE)
+        group = account.groups.get(group_id)
+        if group is None:
+            if len(account.groups) >= limits.order_groups_per_account_max:
+                return self._reject(
+                    account, code, 0, group_id, _R.ORDER_GROUPS_PER_ACCOUNT_MUST_NOT_EXCEED_MAX
+                )
+            group = account.groups[group_id] = OrderGroup(group_id, contract_limit, window_ms)
+        group.contract_limit = contract_limit
+        group.window_ms = window_ms
+        group.forget_before(self.time_ms)
+        if not group.triggered and group.filled >= contract_limit:
+            # A limit lowered to what the window already holds triggers the group now.
+            self._trigger(account, group)
+            return None
+        self._emit_group(account, group)
+        return None
+
+    def _reset_order_group(self, command: Any) -> None:
+        found = self._group_command(command)
+        if found is None:
+            return
+        account, group_id = found
+        group = account.groups.get(group_id)
+        if group is None:
+            return self._reject(account, command[0], 0, group_id, _R.ORDER_GROUP_MUST_EXIST)
+        group.triggered = False
+        group.fills.clear()
+        group.filled = 0
+        self._emit_group(account, group)
+        return None
 
     def _remember_client_id(self, account: Account, client_order_id: int, order_id: int) -> None:
         account.recent_client_ids[client_order_id] = order_id

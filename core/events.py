@@ -142,6 +142,20 @@ class PositionSettled(Record):
     cash: int
 
 
+@EVENTS.define(11)
+class OrderGroupUpdated(Record):
+    """An order group was set, triggered (its limit reached: its resting orders were
+    cancelled just before this event) or reset."""
+
+    account_id: int
+    account_seq: int
+    order_group_id: int
+    contract_limit: int
+    window_ms: int
+    filled: int  # contracts its orders filled within the window
+    triggered: int  # 1: new orders of the group are refused until it is reset
+
+
 # -- Market events (32-63) -------------------------------------------------------------------
 
 
@@ -227,6 +241,7 @@ __all__ = [
     "OrderAccepted",
     "OrderCancelled",
     "OrderFilled",
+    "OrderGroupUpdated",
     "OrderReplaced",
     "PositionSettled",
     "TradePrinted",

@@ -42,6 +42,7 @@ class Order:
         "client_order_id",
         "expire_time_ms",
         "flags",
+        "group",
         "is_bid",
         "level",
         "maker_basis",
@@ -117,6 +118,7 @@ class Order:
         self.prev: Order | None = None
         self.next: Order | None = None
         self.level: Level | None = None
+        self.group: OrderGroup | None = None
 
     def set_price(self, price: int) -> None:
         self.price = price
@@ -257,10 +259,44 @@ class Market:
         return (mask & -mask).bit_length() - 1  # -1 if none
 
 
+class OrderGroup:
+    """An account's kill switch: the contracts its orders filled within the last
+    `window_ms` of batch time, and whether they reached `contract_limit`."""
+
+    __slots__ = ("contract_limit", "filled", "fills", "group_id", "triggered", "window_ms")
+
+    def __init__(self, group_id: int, contract_limit: int, window_ms: int) -> None:
+        self.group_id = group_id
+        self.contract_limit = contract_limit
+        self.window_ms = window_ms
+        self.fills: deque[tuple[int, int]] = deque()  # (time_ms, contracts), oldest first
+        self.filled = 0  # the sum of `fills`
+        self.triggered = False
+
+    def forget_before(self, now_ms: int) -> None:
+        """Drop fills that are out of the window ending at `now_ms`."""
+        start = now_ms - self.window_ms
+        fills = self.fills
+        while fills and fills[0][0] <= start:
+            self.filled -= fills.popleft()[1]
+
+    def add_fill(self, now_ms: int, contracts: int) -> bool:
+        """Count a fill; True if it makes the group reach its limit (it triggers)."""
+        self.forget_before(now_ms)
+        fills = self.fills
+        if fills and fills[-1][0] == now_ms:
+            fills[-1] = (now_ms, fills[-1][1] + contracts)
+        else:
+            fills.append((now_ms, contracts))
+        self.filled += contracts
+        return not self.triggered and self.filled >= self.contract_limit
+
+
 class Account:
     __slots__ = (
         "account_id",
         "cash",
+        "groups",
         "held",
         "markets",
         "name",
@@ -286,6 +322,7 @@ class Account:
         self.recent_client_ids: dict[int, int] = {}
         self.recent_queue: deque[tuple[int, int]] = deque()
         self.markets: dict[int, AccountMarket] = {}
+        self.groups: dict[int, OrderGroup] = {}  # by order_group_id
 
 
 class AccountMarket:
@@ -383,7 +420,10 @@ class AccountMarket:
             prices[x] = left
         else:
             del prices[x]
-        if order.maker_bps:
+        # Only an order that holds a maker fee bound (one that can rest) has one to shrink;
+        # the bound never grows as contracts go, so one that holds 0 keeps 0. An incoming
+        # IOC or fill-or-kill order never rests and must not start holding one mid-match.
+        if order.maker_bound:
             bound = order.maker_fee_bound()
             self.maker_bound += bound - order.maker_bound
             order.maker_bound = bound

@@ -25,11 +25,12 @@ from .model import (
     Level,
     Market,
     Order,
+    OrderGroup,
     required_hold,
     resting_orders,
 )
 
-STATE_VERSION = 1
+STATE_VERSION = 2  # 2: order groups (accounts' groups, orders' group ids)
 # The names of each row's fields, in order, for readers of the raw form (the snapshot
 # export): the header, a bank reference, an account, a market, an order.
 HEADER_FIELDS = (
@@ -45,7 +46,15 @@ HEADER_FIELDS = (
     "withdrawals_total",
 )
 BANK_REFERENCE_FIELDS = ("reference", "account_id")
-ACCOUNT_FIELDS = ("account_id", "name", "public_key", "cash", "seq", "recent_client_order_ids")
+ACCOUNT_FIELDS = (
+    "account_id",
+    "name",
+    "public_key",
+    "cash",
+    "seq",
+    "recent_client_order_ids",
+    "order_groups",  # [order_group_id, contract_limit, window_ms, triggered, [[time_ms, n]]]
+)
 MARKET_FIELDS = (
     "market_id",
     "ticker",
@@ -83,6 +92,7 @@ ORDER_FIELDS = (
     "taker_fee",
     "maker_basis",
     "maker_fee",
+    "order_group_id",
 )
 _CLOSABLE = (MarketStatus.PROPOSED, MarketStatus.OPEN, MarketStatus.HALTED)
 
@@ -112,6 +122,16 @@ def to_state(engine: Engine) -> list[Any]:
             account.cash,
             account.seq,
             [list(entry) for entry in account.recent_queue],
+            [
+                [
+                    group.group_id,
+                    group.contract_limit,
+                    group.window_ms,
+                    int(group.triggered),
+                    [list(fill) for fill in group.fills],
+                ]
+                for group in sorted(account.groups.values(), key=lambda g: g.group_id)
+            ],
         ]
         for account in sorted(engine.accounts.values(), key=lambda a: a.account_id)
     ]
@@ -164,6 +184,7 @@ def to_state(engine: Engine) -> list[Any]:
                     order.taker_fee,
                     order.maker_basis,
                     order.maker_fee,
+                    order.group.group_id if order.group is not None else 0,
                 ]
             )
     bank_references = [
@@ -220,10 +241,16 @@ def _build(state: Any) -> Engine:
     ) = header
     engine.state_hash = bytes(engine.state_hash)
     engine.bank_references = {reference: account_id for reference, account_id in bank_references}
-    for account_id, name, public_key, cash, seq, recent in accounts:
+    for account_id, name, public_key, cash, seq, recent, groups in accounts:
         account = Account(account_id, name, bytes(public_key))
         account.cash = cash
         account.seq = seq
+        for group_id, contract_limit, window_ms, triggered, fills in groups:
+            group = account.groups[group_id] = OrderGroup(group_id, contract_limit, window_ms)
+            group.triggered = bool(triggered)
+            for time_ms, contracts in fills:
+                group.fills.append((time_ms, contracts))
+                group.filled += contracts
         for client_order_id, order_id in recent:
             account.recent_queue.append((client_order_id, order_id))
             account.recent_client_ids[client_order_id] = order_id
@@ -308,6 +335,7 @@ def _place_orders(engine: Engine, orders: Any) -> None:
         taker_fee,
         maker_basis,
         maker_fee,
+        order_group_id,
     ) in orders:
         market = markets[market_id]
         am = market.ams.get(account_id)
@@ -337,6 +365,8 @@ def _place_orders(engine: Engine, orders: Any) -> None:
         order.taker_fee = taker_fee
         order.maker_basis = maker_basis
         order.maker_fee = maker_fee
+        if order_group_id:
+            order.group = accounts[account_id].groups[order_group_id]
         if maker_bps:
             order.maker_bound = order.maker_fee_bound()
         key = (market_id, is_bid, price)

@@ -717,6 +717,7 @@ class NewOrder(Message):
     quantity: u32
     expire_time_ms: u64
     max_cost: u64
+    order_group_id: u32  # 0: in no order group
 
 
 @message(0x11, Direction.CLIENT_TO_SERVER)
@@ -739,7 +740,19 @@ class MassCancel(Message):
     market_id: u32  # 0: every market
 
 
-ORDER_ENTRY = (NewOrder, CancelOrder, ReplaceOrder, MassCancel)
+@message(0x14, Direction.CLIENT_TO_SERVER)
+class SetOrderGroup(Message):
+    order_group_id: u32  # the account's own id for the group, 1 and up
+    contract_limit: u32  # fills within the window that trigger the group
+    window_ms: u32  # the rolling window, in batch time
+
+
+@message(0x15, Direction.CLIENT_TO_SERVER)
+class ResetOrderGroup(Message):
+    order_group_id: u32
+
+
+ORDER_ENTRY = (NewOrder, CancelOrder, ReplaceOrder, MassCancel, SetOrderGroup, ResetOrderGroup)
 
 
 def command_from_order_entry(entry: Message, account_id: int) -> tuple[Any, ...]:
@@ -906,6 +919,17 @@ class PositionSettled(ExecutionReport):
     position: i64
     payout: u64
     cash: u64
+
+
+@report(0x2A, 11)
+class OrderGroupUpdated(ExecutionReport):
+    account_seq: u64
+    applied_index: u64
+    order_group_id: u32
+    contract_limit: u32
+    window_ms: u32
+    filled: u64  # contracts its orders filled within the window
+    triggered: u8  # 1: its orders were cancelled; new ones are refused until it is reset
 
 
 def report_from_event(event: Sequence[Any], applied_index: int) -> ExecutionReport:
@@ -1399,7 +1423,7 @@ assert Login.LAYOUT.fields[-1].name == "signature" and Login.LAYOUT.size is not 
 # -- Relations, checked at import -------------------------------------------------------------
 # Every message, at the largest size its layout and the limits allow, fits the frames of the
 # directions it travels; those with a msgpack payload are bounded by the frame alone.
-assert set(REPORTS) == set(range(1, 11)), "one execution report per engine account event"
+assert set(REPORTS) == set(range(1, 12)), "one execution report per engine account event"
 for _message in {**MESSAGES, **FEED_MESSAGES}.values():
     _size_max = _message.LAYOUT.size_max
     if _size_max is None:

@@ -52,7 +52,9 @@ from evx.core import (
     Record,
     Reject,
     ReplaceOrder,
+    ResetOrderGroup,
     SetMarketStatus,
+    SetOrderGroup,
     SettleMarket,
     Side,
     TimeInForce,
@@ -191,6 +193,20 @@ def mass_cancel(actor: str = "alice", **fields: Value):
     return _command(MassCancel, {"account_id": account_of(actor), "market_id": 0}, fields)
 
 
+def set_group(actor: str = "alice", **fields: Value):
+    defaults = {
+        "account_id": account_of(actor),
+        "order_group_id": 3,
+        "contract_limit": 10,
+        "window_ms": 60_000,
+    }
+    return _command(SetOrderGroup, defaults, fields)
+
+
+def reset_group(actor: str = "alice", **fields: Value):
+    return _command(ResetOrderGroup, {"account_id": account_of(actor), "order_group_id": 3}, fields)
+
+
 def deposit(actor: str = "alice", **fields: Value):
     defaults = {"account_id": account_of(actor), "amount": 5, "bank_reference": "fresh"}
     return _command(Deposit, defaults, fields)
@@ -264,6 +280,25 @@ def limited(name: str, value: int, table: str = NONE) -> Setup:
     return setup
 
 
+def alice_group(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Alice's order group 3 (10 contracts a minute)."""
+    world.harness.do(SetOrderGroup(world.account_id("alice"), 3, 10, 60_000))
+
+
+def alice_group_triggered(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Alice's order group 3 with a limit of 1 contract, reached by one fill."""
+    alice = world.account_id("alice")
+    world.harness.do(SetOrderGroup(alice, 3, 1, 60_000))
+    world.harness.do(NewOrder(alice, 50, world.market_id, BUY_YES, 40, 1, order_group_id=3))
+    world.harness.do(NewOrder(world.account_id("bob"), 50, world.market_id, Side.SELL_YES, 40, 1))
+    assert world.engine.accounts[alice].groups[3].triggered
+
+
+def many_groups(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    alice_group(world, monkeypatch)
+    lower(monkeypatch, "order_groups_per_account_max", 1)
+
+
 def rich_alice(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
     """Alice deposits the largest amount nine times: 900,000,010,000 cents, so one more
     largest deposit takes her past account_cash_max_cents (10**12)."""
@@ -313,7 +348,7 @@ TABLE = [
     row("command_must_be_well_formed", "a field too many", NONE, TOO_MANY_FIELDS),
     row("command_must_be_well_formed", "not an array", NONE, lambda world: None),
     row("command_must_be_well_formed", "an empty array", NONE, lambda world: ()),
-    row("command_code_must_be_known", "unused code", NONE, lambda world: (5, 1, 2)),
+    row("command_code_must_be_known", "unused code", NONE, lambda world: (7, 1, 2)),
     row("command_code_must_be_known", "code as a string", NONE,
         canonical(new_order(), lambda fields: ("1", *fields[1:]))),
     row("command_code_must_be_known", "code as a bool", NONE,
@@ -450,6 +485,21 @@ TABLE = [
     row("max_cost_must_be_in_range", "one over", NONE,
         new_order(order_type=MARKET, time_in_force=IOC,
                   max_cost=limits.market_order_max_cost_cents_max + 1), "alice"),
+    row("order_group_id_must_be_in_range", "order in group 2**32", NONE,
+        new_order(order_group_id=2**32), "alice"),
+    row("order_group_id_must_be_in_range", "order in group -1", NONE,
+        new_order(order_group_id=-1), "alice"),
+    row("order_group_id_must_be_in_range", "set group 0", NONE, set_group(order_group_id=0),
+        "alice"),
+    row("order_group_id_must_be_in_range", "reset group 2**32", NONE,
+        reset_group(order_group_id=2**32), "alice", 2**32),
+    row("order_group_limit_must_be_in_range", "0", NONE, set_group(contract_limit=0), "alice",
+        3),
+    row("order_group_limit_must_be_in_range", "one over", NONE,
+        set_group(contract_limit=limits.order_group_contract_limit_max + 1), "alice", 3),
+    row("order_group_window_must_be_in_range", "0", NONE, set_group(window_ms=0), "alice", 3),
+    row("order_group_window_must_be_in_range", "one over", NONE,
+        set_group(window_ms=limits.order_group_window_ms_max + 1), "alice", 3),
     # 400-499: the order against the market and the account's orders
     row("market_must_be_open", "proposed", with_markets,
         new_order(market_id=market_of("NEW")), "alice"),
@@ -500,6 +550,15 @@ TABLE = [
     row("open_orders_per_account_must_not_exceed_max", "gtd",
         limited("open_orders_per_account_max", 1, "alice buy_yes 1 @ 10 -> accepted; rests 1"),
         new_order(time_in_force=GTD, expire_time_ms=batch_time(1_000)), "alice"),
+    row("order_group_must_exist", "order", NONE, new_order(order_group_id=9), "alice", 9),
+    row("order_group_must_exist", "another account's", alice_group,
+        new_order("bob", order_group_id=3), "bob", 3),
+    row("order_group_must_exist", "reset", alice_group, reset_group(order_group_id=9), "alice",
+        9),
+    row("order_group_must_not_be_triggered", "order", alice_group_triggered,
+        new_order(order_group_id=3), "alice", 3),
+    row("order_groups_per_account_must_not_exceed_max", "a second", many_groups,
+        set_group(order_group_id=4), "alice", 4),
     row("open_orders_per_market_must_not_exceed_max", "gtc",
         limited("open_orders_per_market_max", 2,
                 "alice buy_yes 1 @ 10 -> accepted; rests 1\n"
@@ -1157,7 +1216,7 @@ def test_a_batch_over_the_limit_rejects_every_command(monkeypatch: pytest.Monkey
     assert [type(outcome).__name__ for outcome in outcomes] == ["Deposited", "OrderAccepted"]
 
 
-UNKNOWN_CODES = [0, 5, 31, 35, 63, 68, 96, 999, -1, limits.id_max + 1, 2**64, "1", 1.0, True,
+UNKNOWN_CODES = [0, 7, 31, 35, 63, 68, 96, 999, -1, limits.id_max + 1, 2**64, "1", 1.0, True,
                  None, b"\x01"]  # fmt: skip
 
 
@@ -1193,6 +1252,8 @@ def valid_command_of_each_code(world: World) -> dict[int, Record]:
         CancelOrder(alice, 0, 1),
         ReplaceOrder(alice, 0, 1, 2, 41, 5),
         MassCancel(alice, market_id),
+        SetOrderGroup(alice, 3, 100, 60_000),
+        ResetOrderGroup(alice, 3),
         CreateAccount("dave", KEY),
         Deposit(alice, 5, "fresh-1"),
         Withdraw(alice, 5, "fresh-2"),
@@ -1220,6 +1281,7 @@ def test_every_field_of_every_command_has_its_type_checked(
     world = World()
     world.run(ALICE_RESTS)
     with_markets(world, monkeypatch)
+    world.harness.do(SetOrderGroup(world.account_id("alice"), 3, 100, 60_000))  # to reset
     base = valid_command_of_each_code(world)
     assert set(base) == set(COMMANDS.by_code), "every command code needs a valid example"
     canonical_base = base[code].to_canonical()

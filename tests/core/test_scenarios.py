@@ -322,3 +322,22 @@ def test_m_the_worked_collateral_example_of_docs_engine_md() -> None:
     alice sell_yes 2 @ 46           -> accepted; rests 2        # opens: the cheapest 2 at 54
     """)
     s.expect("alice", cash=9_492, held=348, position=4)
+
+
+def test_an_immediate_order_never_holds_a_maker_fee_bound_while_it_fills() -> None:
+    # Found by the stateful test: an IOC (or FOK) order in a market with maker fees, which
+    # never rests, was given a maker fee bound after its first fill, and a second fill then
+    # took more than its account held (the engine stops on that assertion).
+    s = Scenario(cash=0, maker_fee_bps=175)
+    s.run("""
+    alice deposit 10000 a-1          -> ok
+    bob   deposit 10000 b-1          -> ok
+    carol deposit 100 c-1            -> ok
+    alice buy_yes 1 @ 52             -> accepted; rests 1
+    bob   buy_yes 1 @ 52             -> accepted; rests 1
+    carol buy_no 2 @ 48 ioc          -> accepted; filled 1@48, 1@48; fee 4
+    # carol needs 2 * 48 = 96 and the taker bound ceil(7 * 2 * 52 * 48 / 10_000) =
+    # ceil(3.49) = 4: exactly her 100. Her fee is ceil(3.49) = 4 over both fills, and no
+    # maker bound is ever held for her IOC order (it cannot rest)
+    """)
+    s.expect("carol", cash=0, position=-2)

@@ -65,14 +65,17 @@ from evx.core import (
     OrderCancelled,
     OrderFilled,
     OrderFlag,
+    OrderGroupUpdated,
     OrderReplaced,
     OrderType,
     PositionSettled,
     Record,
     Reject,
     ReplaceOrder,
+    ResetOrderGroup,
     SelfTradePrevention,
     SetMarketStatus,
+    SetOrderGroup,
     SettleMarket,
     Side,
     TimeInForce,
@@ -162,7 +165,7 @@ WRONG_TYPED_VALUES = st.one_of(
 OUT_OF_RANGE_INTS = st.sampled_from(
     [-1, -(2**63), -(2**64), 2**63 - 1, 2**63, 2**64 - 1, 2**64, 2**100, -(2**100)]
 )
-UNKNOWN_CODES = st.sampled_from([0, 5, 31, 35, 63, 68, 127, -1, 2**63, 2**64, True, False])
+UNKNOWN_CODES = st.sampled_from([0, 7, 31, 35, 63, 68, 127, -1, 2**63, 2**64, True, False])
 NOT_COMMANDS = st.one_of(
     st.none(),
     st.integers(),
@@ -255,6 +258,7 @@ class EventMirror:
         self.orders: dict[int, MirrorOrder] = {}
         self.queues: dict[tuple[int, bool, int], list[int]] = {}
         self.incoming: int | None = None  # the order a command brought, until it ends
+        self.gave_up: list[tuple[OrderCancelled, Any]] = []  # IOC remainders to check
         self.finished: dict[int, int] = {}  # order_id -> account_id of orders no longer open
         self.levels: dict[tuple[int, int, int], tuple[int, int]] = {}
         self.positions: dict[tuple[int, int], int] = {}
@@ -281,6 +285,7 @@ class EventMirror:
         mass_cancels: list[MassCancelled] = []
         mass_cancelled = 0
         self.incoming = None
+        self.gave_up = []
         for event in group:
             check_event_ranges(event)
             if isinstance(event, OrderAccepted):
@@ -325,8 +330,14 @@ class EventMirror:
                 market.status = MarketStatus.SETTLED
             elif isinstance(event, CommandRejected):
                 assert event.reason in Reject.__members__.values(), event
+            elif isinstance(event, OrderGroupUpdated):
+                assert event.triggered in (0, 1) and 0 < event.contract_limit, event
             else:
                 assert isinstance(event, AccountCreated | Deposited | Withdrawn), event
+        for event, order in self.gave_up:
+            best = self.best(order.market_id, not order.is_bid)
+            reachable = best >= 0 and (best <= order.limit if order.is_bid else best >= order.limit)
+            assert not reachable, f"{event} while the book still has {best} within its limit"
         if self.incoming is not None:
             order = self.orders[self.incoming]
             if order.remaining:
@@ -420,11 +431,11 @@ class EventMirror:
             f"{event} cancels more than the {order.remaining} left"
         )
         if event.reason == CancelReason.IMMEDIATE_REMAINDER:
-            # An order that gives up what it cannot fill now must have met all it could.
+            # An order that gives up what it cannot fill now must have met all it could:
+            # checked once the command's events are all in, since reduce-only orders its
+            # fills left without a position to close are trimmed after it.
             assert event.order_id == self.incoming, f"{event} is not the incoming order"
-            best = self.best(order.market_id, not order.is_bid)
-            reachable = best >= 0 and (best <= order.limit if order.is_bid else best >= order.limit)
-            assert not reachable, f"{event} while the book still has {best} within its limit"
+            self.gave_up.append((event, order))
         if event.reason == CancelReason.EXPIRED:
             assert 0 < order.expire_time_ms <= self.time_ms, f"{event} at {self.time_ms}"
         if event.reason == CancelReason.MARKET_CLOSED:
@@ -1055,6 +1066,7 @@ class EngineMachine(RuleBasedStateMachine):
         max_cost=MAX_COSTS,
         client=CLIENT_PICKS,
         worst_price=st.booleans(),
+        group=st.sampled_from([0, 0, 0, 0, 1, 2, 3]),
     )
     def new_order(
         self,
@@ -1071,8 +1083,10 @@ class EngineMachine(RuleBasedStateMachine):
         max_cost: int,
         client: str,
         worst_price: bool,
+        group: int,
     ) -> None:
-        """Any order, valid or not, every field drawn on its own."""
+        """Any order, valid or not, every field drawn on its own (in order group 1, 2 or 3
+        of its account, which may not exist or may have triggered, or in none)."""
         self.pass_due_times()
         if order_type == OrderType.MARKET:
             # mostly immediate, as market orders must be; a GTD draw stands for a GTC one
@@ -1095,7 +1109,25 @@ class EngineMachine(RuleBasedStateMachine):
             expire_offset,
             max_cost,
             client,
+            order_group_id=group,
         )
+
+    @rule(
+        account=ACCOUNT_PICKS,
+        group=st.integers(0, 3),
+        contract_limit=st.sampled_from([1, 3, 10, 60, 0]),
+        window_ms=st.sampled_from([1, 10, 1_000, 0]),
+        reset=st.booleans(),
+    )
+    def order_group(
+        self, account: int, group: int, contract_limit: int, window_ms: int, reset: bool
+    ) -> None:
+        """Set (or change) an order group, or reset one; some of them are not valid."""
+        account_id = self.account_id(account)
+        if reset:
+            self.apply(ResetOrderGroup(account_id, group))
+        else:
+            self.apply(SetOrderGroup(account_id, group, contract_limit, window_ms))
 
     @rule(
         orders=st.lists(
@@ -1279,6 +1311,7 @@ class EngineMachine(RuleBasedStateMachine):
         client: str,
         *,
         retry: bool = False,
+        order_group_id: int = 0,
     ) -> None:
         """Send a NewOrder, then check what an accepted order promises its sender."""
         batch_time_ms = self.harness.time_ms + 1
@@ -1300,6 +1333,7 @@ class EngineMachine(RuleBasedStateMachine):
             self_trade_prevention,
             expire_time_ms,
             max_cost,
+            order_group_id,
         )
         events = self.apply(command)
         first = events[0]

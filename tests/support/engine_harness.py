@@ -34,6 +34,7 @@ OUTCOME_TYPES = frozenset(
         "MarketStatusChanged",
         "MarketSettled",
         "MarketConfigured",
+        "OrderGroupUpdated",
     }
 )
 

@@ -16,7 +16,9 @@ from evx.core import (
     MassCancel,
     NewOrder,
     ReplaceOrder,
+    ResetOrderGroup,
     SetMarketStatus,
+    SetOrderGroup,
     SettleMarket,
     Withdraw,
 )
@@ -38,7 +40,9 @@ def random_log(seed: int, batches: int = 200, per_batch: int = 12) -> list[Batch
                 CreateMarket("BIN-2", MarketKind.BINARY, close_time_ms=batches * 9),
                 CreateMarket("SCALAR-1", MarketKind.SCALAR, floor=-500, cap=1_500),
             ]
-            + [SetMarketStatus(m, MarketStatus.OPEN) for m in range(1, MARKETS + 1)],
+            + [SetMarketStatus(m, MarketStatus.OPEN) for m in range(1, MARKETS + 1)]
+            + [SetOrderGroup(n, 1, 60, 50) for n in range(1, ACCOUNTS + 1)]
+            + [SetOrderGroup(n, 2, 150, 500) for n in range(1, ACCOUNTS + 1)],
         )
     ]
     client_ids = dict.fromkeys(range(1, ACCOUNTS + 1), 0)
@@ -70,6 +74,7 @@ def random_log(seed: int, batches: int = 200, per_batch: int = 12) -> list[Batch
                         rng.randint(1, 3),
                         time_ms + rng.randint(1, 200) if tif == 4 else 0,
                         rng.randint(50, 2_000) if order_type == 2 and rng.random() < 0.5 else 0,
+                        rng.choice((0, 0, 0, 0, 0, 0, 1, 2)),  # order groups 1 and 2, or none
                     )
                 )
             elif roll < 0.75:
@@ -99,8 +104,14 @@ def random_log(seed: int, batches: int = 200, per_batch: int = 12) -> list[Batch
                 commands.append(
                     Withdraw(account, rng.randint(1, 3_000), f"wd-{seed}-{number}-{account}")
                 )
-            elif roll < 0.98:
+            elif roll < 0.97:
                 commands.append(ConfigureMarket(market, rng.randint(0, 900), 175, 300))
+            elif roll < 0.98:
+                group = rng.randint(1, 2)
+                if rng.random() < 0.5:
+                    commands.append(SetOrderGroup(account, group, rng.randint(5, 80), 50))
+                else:
+                    commands.append(ResetOrderGroup(account, group))
             elif roll < 0.99:
                 commands.append(SetMarketStatus(market, rng.choice((2, 2, 2, 2, 3))))
             else:

@@ -15,10 +15,14 @@ Commands (prices in the terms of the side, as a client sends them):
     replace #K Q @ P [id=J]
     mass_cancel [all]
     deposit N REF | withdraw N REF
+    group G L W        (SetOrderGroup: group G, limit L contracts, window W ms)
+    reset_group G
+    (an order option: group=G)
     op open|halt|close|settle yes|no|VALUE|configure TAKER MAKER LIMIT|tick T (-> ok)
 
 Expectations, separated by ';', all checked strictly for the actor's own order:
     accepted | rejected RULE | exists | ok | replaced [kept] | mass_cancelled N
+    group armed|triggered FILLED  (OrderGroupUpdated first)
     filled Q@P[, Q@P...]  (absent: no fills)   fee F   rests Q   cancelled Q REASON
 """
 
@@ -43,12 +47,15 @@ from evx.core import (
     OrderCancelled,
     OrderFilled,
     OrderFlag,
+    OrderGroupUpdated,
     OrderReplaced,
     OrderType,
     Reject,
     ReplaceOrder,
+    ResetOrderGroup,
     SelfTradePrevention,
     SetMarketStatus,
+    SetOrderGroup,
     SettleMarket,
     Side,
     TimeInForce,
@@ -170,6 +177,11 @@ class Scenario:
             return Deposit(aid, int(words[1]), words[2]), None
         if verb == "withdraw":
             return Withdraw(aid, int(words[1]), words[2]), None
+        if verb == "group":
+            group, limit, window = (int(word) for word in words[1:4])
+            return SetOrderGroup(aid, group, limit, window), None
+        if verb == "reset_group":
+            return ResetOrderGroup(aid, int(words[1])), None
         raise AssertionError(f"unknown command {verb}")
 
     def _new_order(self, actor: Actor, verb: str, words: list[str]):
@@ -177,7 +189,7 @@ class Scenario:
         quantity = int(words[0])
         order_type, tif, flags = OrderType.LIMIT, TimeInForce.GTC, 0
         stp = SelfTradePrevention.CANCEL_AGGRESSING
-        price = expire = max_cost = 0
+        price = expire = max_cost = group = 0
         client_id = actor.next_client_order_id
         rest = words[1:]
         if rest and rest[0] == "market":
@@ -203,6 +215,8 @@ class Scenario:
                 client_id = int(word[3:])
             elif word.startswith("max_cost="):
                 max_cost = int(word[9:])
+            elif word.startswith("group="):
+                group = int(word[6:])
             else:
                 raise AssertionError(f"unknown order option {word}")
         actor.next_client_order_id = max(actor.next_client_order_id, client_id + 1)
@@ -219,6 +233,7 @@ class Scenario:
             stp,
             expire,
             max_cost,
+            group,
         )
         return command, client_id
 
@@ -271,6 +286,10 @@ class Scenario:
                 actor.order_ids[client_id] = first.order_id
             elif word == "mass_cancelled":
                 assert first.cancelled_orders == int(argument), first
+            elif word == "group":
+                state, filled = argument.split()
+                assert isinstance(first, OrderGroupUpdated), first
+                assert (first.triggered, first.filled) == (int(state == "triggered"), int(filled))
             elif word == "cancelled":
                 details = [outcome, *details]
             elif word != "ok":
