@@ -47,6 +47,7 @@ from .codes import ErrorCode, RemoteProtocolError
 from .keys import public_bytes, sign
 
 _NEW_ORDER, _CANCEL, _REPLACE, _MASS_CANCEL = 1, 2, 3, 4  # engine command codes
+_SET_GROUP, _RESET_GROUP = 5, 6
 
 
 class ConnectionLostError(Exception):
@@ -362,11 +363,13 @@ class Client:
             keys += [(_CANCEL, report.order_id, 0), (_CANCEL, 0, report.client_order_id)]
         elif isinstance(report, wire.MassCancelled):
             keys.append((_MASS_CANCEL, report.market_id))
+        elif isinstance(report, wire.OrderGroupUpdated):
+            keys += [(_SET_GROUP, report.order_group_id), (_RESET_GROUP, report.order_group_id)]
         elif isinstance(report, wire.OrderRejected):
             if report.command_code == _CANCEL:
                 keys += [(_CANCEL, report.related_id, 0), (_CANCEL, 0, report.client_order_id)]
-            elif report.command_code == _MASS_CANCEL:
-                keys.append((_MASS_CANCEL, report.related_id))
+            elif report.command_code in (_MASS_CANCEL, _SET_GROUP, _RESET_GROUP):
+                keys.append((report.command_code, report.related_id))
             else:
                 keys.append((report.command_code, report.client_order_id))
         for key in keys:
@@ -473,6 +476,7 @@ class Client:
         self_trade_prevention: int = SelfTradePrevention.CANCEL_AGGRESSING,
         expire_time_ms: int = 0,
         max_cost: int = 0,
+        order_group_id: int = 0,
         client_order_id: int | None = None,
     ) -> wire.OrderAccepted | wire.OrderRejected:
         client_order_id = client_order_id or self.next_client_order_id()
@@ -488,6 +492,7 @@ class Client:
             quantity,
             expire_time_ms,
             max_cost,
+            order_group_id,
         )
         return await self._request(message, (_NEW_ORDER, client_order_id))
 
@@ -513,6 +518,21 @@ class Client:
 
     async def mass_cancel(self, market_id: int = 0) -> wire.MassCancelled | wire.OrderRejected:
         return await self._request(wire.MassCancel(market_id), (_MASS_CANCEL, market_id))
+
+    async def set_order_group(
+        self, order_group_id: int, contract_limit: int, window_ms: int
+    ) -> wire.OrderGroupUpdated | wire.OrderRejected:
+        """Create the account's order group (a kill switch) or change its limit: when its
+        orders fill `contract_limit` contracts within `window_ms`, they are all cancelled
+        and new ones refused until `reset_order_group`."""
+        message = wire.SetOrderGroup(order_group_id, contract_limit, window_ms)
+        return await self._request(message, (_SET_GROUP, order_group_id))
+
+    async def reset_order_group(
+        self, order_group_id: int
+    ) -> wire.OrderGroupUpdated | wire.OrderRejected:
+        message = wire.ResetOrderGroup(order_group_id)
+        return await self._request(message, (_RESET_GROUP, order_group_id))
 
     # -- Queries ---------------------------------------------------------------------------
 
@@ -640,6 +660,8 @@ def _reference(message: wire.Message) -> int:
         return message.order_id or message.client_order_id
     if isinstance(message, wire.MassCancel):
         return message.market_id
+    if isinstance(message, wire.SetOrderGroup | wire.ResetOrderGroup):
+        return message.order_group_id
     assert _is_query(message), message
     return message.request_id  # type: ignore[attr-defined]
 

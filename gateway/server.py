@@ -229,13 +229,6 @@ class Gateway:
             return True
         return False
 
-    async def serve(
-        self, host: str, port: int, *, task_status: trio.TaskStatus[Any] = trio.TASK_STATUS_IGNORED
-    ) -> None:
-        listeners = await trio.open_tcp_listeners(port, host=host)
-        task_status.started(listeners)
-        await trio.serve_listeners(self.handle_connection, listeners)
-
     async def handle_connection(self, stream: trio.abc.Stream) -> None:
         raw = getattr(stream, "socket", None)
         if raw is not None:
@@ -823,7 +816,7 @@ def _reference(message: wire.Message) -> int:
         return message.new_client_order_id
     if isinstance(message, wire.CancelOrder):
         return message.order_id or message.client_order_id
-    for name in ("client_order_id", "request_id", "market_id"):
+    for name in ("client_order_id", "request_id", "market_id", "order_group_id"):
         value = getattr(message, name, None)
         if value is not None:
             return value

@@ -122,7 +122,7 @@ async def test_bad_input_is_refused_and_nothing_else_notices(cluster: ProcessClu
             "body too short": _frame(0x10, b"\x00" * 5),
             "server-only type": _frame(0x20, b"\x00" * 53),
             "order before login": Connection(wire.CLIENT).send(
-                wire.NewOrder(1, market, 1, 1, 1, 0, 2, 40, 1, 0, 0)
+                wire.NewOrder(1, market, 1, 1, 1, 0, 2, 40, 1, 0, 0, 0)
             ),
         }
         expected = {

@@ -614,7 +614,7 @@ def body_of(message: Message) -> bytes:
     return message.encode_body()
 
 
-GOOD_ORDER = m.NewOrder(1, 2, 1, 1, 1, 0, 2, 40, 10, 0, 0)
+GOOD_ORDER = m.NewOrder(1, 2, 1, 1, 1, 0, 2, 40, 10, 0, 0, 0)
 A_NONCE = bytes(range(32))
 
 
@@ -1118,7 +1118,7 @@ async def test_a_client_and_a_server_codec_talk_over_a_stream() -> None:
         signature = key.sign(m.login_signed_bytes(challenge.nonce, unsigned))
         await send(dataclasses.replace(unsigned, signature=signature))
         assert await next_message(client_stream, connection) == m.LoginAccepted(7, 5, 4, 41, 1_000)
-        await send(m.NewOrder(11, 3, 1, 1, 1, 0, 2, 40, 10, 0, 0))
+        await send(m.NewOrder(11, 3, 1, 1, 1, 0, 2, 40, 10, 0, 0, 0))
         seen_by_client.append(await next_message(client_stream, connection))
         seen_by_client.append(await next_message(client_stream, connection))
         await send(m.QueryOpenOrders(1, 42))
@@ -1134,7 +1134,7 @@ async def test_a_client_and_a_server_codec_talk_over_a_stream() -> None:
         nursery.start_soon(client)
 
     assert seen_by_server == [
-        m.NewOrder(11, 3, 1, 1, 1, 0, 2, 40, 10, 0, 0),
+        m.NewOrder(11, 3, 1, 1, 1, 0, 2, 40, 10, 0, 0, 0),
         m.QueryOpenOrders(1, 42),
         m.Heartbeat(0),
         m.Logout(),

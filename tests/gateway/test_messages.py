@@ -48,10 +48,12 @@ EXPECTED_MESSAGES = {
     "Heartbeat": (0x05, "BOTH", 8),
     "Logout": (0x06, "CLIENT_TO_SERVER", 0),
     "Error": (0x07, "SERVER_TO_CLIENT", None),
-    "NewOrder": (0x10, "CLIENT_TO_SERVER", 38),
+    "NewOrder": (0x10, "CLIENT_TO_SERVER", 42),
     "CancelOrder": (0x11, "CLIENT_TO_SERVER", 16),
     "ReplaceOrder": (0x12, "CLIENT_TO_SERVER", 29),
     "MassCancel": (0x13, "CLIENT_TO_SERVER", 4),
+    "SetOrderGroup": (0x14, "CLIENT_TO_SERVER", 12),
+    "ResetOrderGroup": (0x15, "CLIENT_TO_SERVER", 4),
     "OrderAccepted": (0x20, "SERVER_TO_CLIENT", 53),
     "OrderRejected": (0x21, "SERVER_TO_CLIENT", 35),
     "OrderFilled": (0x22, "SERVER_TO_CLIENT", 71),
@@ -62,6 +64,7 @@ EXPECTED_MESSAGES = {
     "Deposited": (0x27, "SERVER_TO_CLIENT", None),
     "Withdrawn": (0x28, "SERVER_TO_CLIENT", None),
     "PositionSettled": (0x29, "SERVER_TO_CLIENT", 44),
+    "OrderGroupUpdated": (0x2A, "SERVER_TO_CLIENT", 37),
     "QueryOpenOrders": (0x30, "CLIENT_TO_SERVER", 12),
     "QueryPositions": (0x31, "CLIENT_TO_SERVER", 12),
     "QueryBalance": (0x32, "CLIENT_TO_SERVER", 12),
@@ -159,6 +162,11 @@ LARGEST_BY_FIELD = {
     "name": "n" * constants.account_name_length_max,
     "public_key": b"\xff" * constants.public_key_length,
     "bank_reference": "~" * constants.bank_reference_length_max,
+    "order_group_id": constants.order_group_id_max,
+    "contract_limit": constants.order_group_contract_limit_max,
+    "window_ms": constants.order_group_window_ms_max,
+    "filled": constants.id_max,
+    "triggered": 1,
 }
 LARGEST_REASON = {"CommandRejected": max(Reject), "OrderCancelled": max(CancelReason)}
 

@@ -12,7 +12,7 @@ import trio
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from structlog.testing import capture_logs
 
-from evx.core import Side, TimeInForce
+from evx.core import CancelReason, Reject, Side, TimeInForce
 from evx.gateway import messages as wire
 from evx.gateway.client import Client, ClientError
 from evx.gateway.codec import Connection, Signal
@@ -363,4 +363,49 @@ async def test_a_client_that_asks_faster_than_it_reads_is_read_slower_in_bounded
                 assert len(message.orders) == 200
                 answers += 1
             await stream.aclose()
+        nursery.cancel_scope.cancel()
+
+
+async def test_an_order_group_is_set_triggered_and_reset_through_the_protocol(
+    tmp_path: Path,
+) -> None:
+    layout = single_node_layout(tmp_path)
+    async with trio.open_nursery() as nursery:
+        node = await start_node(nursery, layout)
+        nodes = [("127.0.0.1", node.gateway_port)]
+        async with operator_client(layout, node) as operator:
+            market, traders = await open_market_with_traders(operator, ["alice", "bob"])
+        (alice_id, alice_key), (bob_id, bob_key) = traders["alice"], traders["bob"]
+        async with (
+            Client(nodes, account_id=alice_id, key=alice_key) as alice,
+            Client(nodes, account_id=bob_id, key=bob_key) as bob,
+        ):
+            armed = await alice.set_order_group(4, contract_limit=5, window_ms=60_000)
+            assert isinstance(armed, wire.OrderGroupUpdated) and armed.triggered == 0
+            refused = await alice.set_order_group(0, 5, 60_000)
+            assert isinstance(refused, wire.OrderRejected)
+            assert refused.reason == Reject.ORDER_GROUP_ID_MUST_BE_IN_RANGE
+            first = await alice.place(market, Side.BUY_YES, 40, 3, order_group_id=4)
+            second = await alice.place(market, Side.BUY_YES, 39, 3, order_group_id=4)
+            assert isinstance(first, wire.OrderAccepted) and isinstance(second, wire.OrderAccepted)
+            await bob.place(market, Side.SELL_YES, 39, 5, time_in_force=TimeInForce.IOC)
+            with trio.fail_after(5):
+                while not any(
+                    isinstance(r, wire.OrderGroupUpdated) and r.triggered for r in alice._reports
+                ):
+                    await trio.sleep(0.01)
+            reports = alice.drain_reports()
+            triggered = [r for r in reports if isinstance(r, wire.OrderGroupUpdated)][-1]
+            assert (triggered.order_group_id, triggered.filled, triggered.triggered) == (4, 5, 1)
+            cancelled = [r for r in reports if isinstance(r, wire.OrderCancelled)]
+            assert [(c.order_id, c.cancelled_quantity, c.reason) for c in cancelled] == [
+                (second.order_id, 1, CancelReason.ORDER_GROUP_TRIGGERED)
+            ]
+            stopped = await alice.place(market, Side.BUY_YES, 38, 1, order_group_id=4)
+            assert isinstance(stopped, wire.OrderRejected)
+            assert stopped.reason == Reject.ORDER_GROUP_MUST_NOT_BE_TRIGGERED
+            reset = await alice.reset_order_group(4)
+            assert isinstance(reset, wire.OrderGroupUpdated) and reset.triggered == 0
+            again = await alice.place(market, Side.BUY_YES, 38, 1, order_group_id=4)
+            assert isinstance(again, wire.OrderAccepted)
         nursery.cancel_scope.cancel()

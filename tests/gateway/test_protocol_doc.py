@@ -241,7 +241,9 @@ def hexdump(data: bytes) -> str:
 
 
 def test_the_new_order_example_is_the_frame_the_codec_writes() -> None:
-    order = m.NewOrder(1001, 3, Side.BUY_YES, OrderType.LIMIT, TimeInForce.GTC, 0, 2, 40, 10, 0, 0)
+    order = m.NewOrder(
+        1001, 3, Side.BUY_YES, OrderType.LIMIT, TimeInForce.GTC, 0, 2, 40, 10, 0, 0, 0
+    )
     assert f"```\n{hexdump(Connection(CLIENT).send(order))}\n```" in DOC
 
 
