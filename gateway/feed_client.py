@@ -37,7 +37,6 @@ from evx.core import Reject
 
 from . import limits
 from . import messages as wire
-from .client import sole_exception
 from .codec import Connection, Signal
 from .codes import ErrorCode, RemoteProtocolError
 from .feed import BookImage, FeedGapError, LocalBook
@@ -172,7 +171,7 @@ class FeedClient:
                             message = await self._next(stream, connection)
                         await self._handle(message)
             except BaseExceptionGroup as group:
-                raise sole_exception(group) from None
+                raise _one_failure(group) from None
         finally:
             self._stream = self._connection = None
             await trio.aclose_forcefully(stream)
@@ -331,6 +330,25 @@ class FeedClient:
         if self.node_id == 0 or market_id in self.stale:
             return None
         return self.books.get(market_id)
+
+
+def _one_failure(group: BaseExceptionGroup) -> BaseException:
+    """What ended a connection whose reader and heartbeat both failed: a refusal for good
+    (FeedError) if there is one, else a reason to reconnect; anything else is a bug."""
+    leaves: list[BaseException] = []
+    pending: list[BaseException] = [group]
+    while pending:
+        error = pending.pop()
+        if isinstance(error, BaseExceptionGroup):
+            pending.extend(error.exceptions)
+        else:
+            leaves.append(error)
+    for leaf in leaves:
+        if isinstance(leaf, FeedError):
+            return leaf
+    if all(isinstance(leaf, (_Reconnect, *_FAILURES)) for leaf in leaves):
+        return _Reconnect("; ".join(f"{type(leaf).__name__}: {leaf}" for leaf in leaves))
+    return group
 
 
 def _code_name(code: int) -> str:

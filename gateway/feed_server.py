@@ -117,6 +117,7 @@ class FeedStatistics:
     subscribers: int = 0
     connections_opened: int = 0
     slow_consumers_cut: int = 0
+    silent_cut: int = 0  # connections ended for sending nothing for 3 heartbeat intervals
     protocol_errors: int = 0
     snapshots_sent: int = 0  # BookSnapshot frames for subscribes and resumes
     resumes_served: int = 0  # markets resumed from the window, without an image
@@ -248,13 +249,6 @@ class FeedServer:
             )
 
     # -- Connections -----------------------------------------------------------------------
-
-    async def serve(
-        self, host: str, port: int, *, task_status: trio.TaskStatus[Any] = trio.TASK_STATUS_IGNORED
-    ) -> None:
-        listeners = await trio.open_tcp_listeners(port, host=host)
-        task_status.started(listeners)
-        await trio.serve_listeners(self.handle_connection, listeners)
 
     async def handle_connection(self, stream: trio.abc.Stream) -> None:
         raw = getattr(stream, "socket", None)
@@ -411,6 +405,7 @@ class FeedSession:
             with trio.move_on_after(silence_s) as waited:
                 data = await self.stream.receive_some(_READ_BYTES_MAX)
             if waited.cancelled_caught:
+                self.server.statistics.silent_cut += 1
                 self._close(ErrorCode.HEARTBEAT_MUST_ARRIVE, f"nothing received for {silence_s} s")
             self.connection.receive_data(data)
             while True:

@@ -148,6 +148,11 @@ class NodeMetrics(Collector):
                 feed.slow_consumers_cut,
             )
             yield counter(
+                "evx_feed_silent_cut",
+                "Feed connections ended for sending no heartbeat for 3 intervals",
+                feed.silent_cut,
+            )
+            yield counter(
                 "evx_feed_snapshots_sent", "Book images sent to subscribers", feed.snapshots_sent
             )
             yield counter(

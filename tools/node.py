@@ -208,13 +208,24 @@ async def run_node(
         recovery_s=round(recovered.seconds, 3),
     )
     try:
+        # Both client ports are bound before anything is served: a port in use stops the
+        # start with one line that names it.
+        listeners = await _listen("order entry", host, port)
+        feed_listeners = []
+        if feed is not None:
+            try:
+                feed_listeners = await _listen("market data", *split_address(config.feed))
+            except ClientPortError:
+                for listener in listeners:
+                    await listener.aclose()
+                raise
         async with trio.open_nursery() as nursery:
             nursery.start_soon(batcher.run)
-            listeners = await nursery.start(gateway.serve, host, port)
+            await nursery.start(trio.serve_listeners, gateway.handle_connection, listeners)
             bound_port = listeners[0].socket.getsockname()[1]
             feed_port = 0
             if feed is not None:
-                feed_listeners = await nursery.start(feed.serve, *split_address(config.feed))
+                await nursery.start(trio.serve_listeners, feed.handle_connection, feed_listeners)
                 feed_port = feed_listeners[0].socket.getsockname()[1]
             nursery.start_soon(_tune_collector_when_ready, raft)
             if auditor is not None:
@@ -257,6 +268,17 @@ class DataDirInUseError(RuntimeError):
 
 class MetricsPortError(RuntimeError):
     """The metrics address cannot be listened on."""
+
+
+class ClientPortError(RuntimeError):
+    """The order-entry or market-data address cannot be listened on."""
+
+
+async def _listen(what: str, host: str, port: int) -> list[trio.SocketListener]:
+    try:
+        return await trio.open_tcp_listeners(port, host=host)
+    except OSError as error:
+        raise ClientPortError(f"cannot listen for {what} on {host}:{port}: {error}") from None
 
 
 def lock_data_dir(config: NodeConfig) -> int:

@@ -239,22 +239,22 @@ async def test_a_dead_node_removed_and_a_new_one_added_catches_up_by_snapshot(
         assert sorted(order.order_id for order in orders.orders) == sorted(acked)
 
 
+def _peer(config: NodeConfig) -> PeerConfig:
+    return PeerConfig(config.node_id, config.raft, config.gateway, config.feed)
+
+
 def _write_peers(cluster: ProcessCluster, members: list[int]) -> None:
     """Each member's config lists the other members as its peers (read at its next start)."""
     configs = {node: cluster.configs[node - 1] for node in members}
     for node, config in configs.items():
-        peers = tuple(
-            PeerConfig(other, configs[other].raft, configs[other].gateway)
-            for other in members
-            if other != node
-        )
+        peers = tuple(_peer(configs[other]) for other in members if other != node)
         config.path.write_text(render(dataclasses.replace(config, peers=peers)))
         cluster.configs[node - 1] = load(config.path)
 
 
 def _new_node_config(cluster: ProcessCluster, members: list[int]) -> NodeConfig:
     """A fourth node's config: its own id and ports, the current members as its peers."""
-    raft, gateway = free_ports(2)
+    raft, gateway, feed = free_ports(3)
     template = cluster.configs[members[0] - 1]
     node_id = max(cluster.node_ids) + 1
     config = dataclasses.replace(
@@ -264,11 +264,9 @@ def _new_node_config(cluster: ProcessCluster, members: list[int]) -> NodeConfig:
         data_dir=cluster.layout.data_dir / f"node{node_id}",
         raft=f"127.0.0.1:{raft}",
         gateway=f"127.0.0.1:{gateway}",
+        feed=f"127.0.0.1:{feed}",
         metrics="",
-        peers=tuple(
-            PeerConfig(node, cluster.configs[node - 1].raft, cluster.configs[node - 1].gateway)
-            for node in members
-        ),
+        peers=tuple(_peer(cluster.configs[node - 1]) for node in members),
     )
     config.path.write_text(render(config))
     cluster.configs.append(load(config.path))

@@ -18,13 +18,13 @@ import trio
 from evx.core import CreateMarket, MarketKind, Side
 from evx.gateway import feed_server
 from evx.gateway import messages as wire
-from evx.gateway.client import Client
+from evx.gateway.client import Client, sole_exception
 from evx.gateway.codec import Connection, Signal
 from evx.gateway.codes import ErrorCode
 from evx.gateway.exchange import StateInstalled
 from evx.gateway.feed import BookImage, book_image
 from evx.gateway.feed_client import FeedClient, FeedError
-from evx.tools.node import RunningNode
+from evx.tools.node import ClientPortError, RunningNode, run_node
 from support.nodes import open_market_with_traders, operator_client, single_node_layout, start_node
 
 FAST_FEED = {"heartbeat_interval_ms": 200}
@@ -389,3 +389,31 @@ async def test_a_bug_serving_one_connection_ends_only_that_connection(
         await wait_same_book(healthy, node, market_id)
         assert node.feed.statistics.subscribers == 1
         nursery.cancel_scope.cancel()
+
+
+def test_a_connection_whose_reader_and_heartbeat_fail_together_is_reconnected() -> None:
+    # Both tasks of a connection can fail at once (the node vanished): the client must see
+    # one reason to reconnect, not a group it does not catch, and a refusal for good wins.
+    from evx.gateway.feed_client import FeedError, _one_failure, _Reconnect
+
+    both = BaseExceptionGroup("", [trio.BrokenResourceError("gone"), trio.TooSlowError()])
+    assert isinstance(_one_failure(both), _Reconnect)
+    refused = FeedError(202, "no market 9")
+    assert _one_failure(BaseExceptionGroup("", [OSError(), refused])) is refused
+    bug = BaseExceptionGroup("", [KeyError("bug")])
+    assert _one_failure(bug) is bug
+
+
+async def test_a_node_whose_feed_port_is_taken_stops_at_once_saying_so(tmp_path: Path) -> None:
+    layout = single_node_layout(tmp_path, feed=True)
+    config = layout.configs()[0]
+    host, port = config.feed.rsplit(":", 1)
+    with socket.socket() as taken:
+        taken.bind((host, int(port)))
+        taken.listen()
+        with pytest.raises(BaseExceptionGroup) as raised, trio.fail_after(20):
+            async with trio.open_nursery() as nursery:
+                await nursery.start(run_node, config)
+    error = sole_exception(raised.value)
+    assert isinstance(error, ClientPortError), error
+    assert f"market data on {config.feed}" in str(error)
