@@ -258,6 +258,16 @@ def show(
                 "available": a.cash - a.held,
                 "open_orders": len(a.orders),
                 "markets": holdings,
+                "order_groups": [
+                    {
+                        "order_group_id": group.group_id,
+                        "contract_limit": group.contract_limit,
+                        "window_ms": group.window_ms,
+                        "filled": group.filled,  # within the window as of the snapshot's time
+                        "triggered": group.triggered,
+                    }
+                    for group in sorted(a.groups.values(), key=lambda g: g.group_id)
+                ],
             }
         )
     return {

@@ -170,7 +170,7 @@ def show_command(
         tables.append(
             _table(
                 "accounts",
-                ["id", "name", "cash", "held", "available", "open orders", "positions"],
+                ["id", "name", "cash", "held", "available", "open orders", "positions", "groups"],
                 [
                     [
                         a["account_id"],
@@ -179,10 +179,11 @@ def show_command(
                         a["held"],
                         a["available"],
                         a["open_orders"],
+                        _positions(a["markets"]),
                         " ".join(
-                            f"{h['ticker']}:{h['position']:+d}"
-                            for h in a["markets"]
-                            if h["position"]
+                            f"{g['order_group_id']}:{g['filled']}/{g['contract_limit']}"
+                            + ("!" if g["triggered"] else "")
+                            for g in a["order_groups"]
                         ),
                     ]
                     for a in view["accounts"]

@@ -70,6 +70,11 @@ def test_list_show_diff_export_say_what_the_states_hold(node_dir) -> None:
     assert view["snapshot"]["index"] == FIRST
     for account in view["accounts"]:
         assert (account["cash"], account["held"]) == queries.balance(engine, account["account_id"])
+        groups = engine.accounts[account["account_id"]].groups
+        assert [(g["order_group_id"], g["filled"]) for g in account["order_groups"]] == [
+            (group_id, groups[group_id].filled) for group_id in sorted(groups)
+        ]
+    assert any(account["order_groups"] for account in view["accounts"])  # the log sets them
     market = next(iter(engine.markets.values()))
     code, out = _run("snapshot", "show", f"{folder}@{FIRST}", "--market", market.ticker, "--json")
     book = json.loads(out)["books"][0]
