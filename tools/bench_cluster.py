@@ -23,6 +23,7 @@ import shutil
 import statistics
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -75,11 +76,17 @@ class ClusterBenchResult:
 
 
 def _make_cluster(
-    folder: Path, flush: bool, window_ms: float, snapshot_every: int
+    folder: Path, flush: bool, window_ms: float, snapshot_every: int, *, feed: bool = False
 ) -> layouts.ClusterLayout:
-    ports = layouts.free_ports(6)
+    """`feed`: each node also serves its market-data feed and its metrics (bench feed)."""
+    ports = layouts.free_ports(12 if feed else 6)
     layout = layouts.create(
-        folder, ports[:3], ports[3:], logging=LoggingConfig(level="warning", json=True)
+        folder,
+        ports[:3],
+        ports[3:6],
+        logging=LoggingConfig(level="warning", json=True),
+        metrics_ports=ports[6:9] if feed else None,
+        feed_ports=ports[9:12] if feed else None,
     )
     for path in layout.config_paths():
         config = load(path)
@@ -171,7 +178,10 @@ async def _drive(
     in_flight: int,
     warmup_s: float,
     measure_s: float,
+    on_window: Callable[[bool], Awaitable[None]] | None = None,
 ) -> tuple[list[_Session], float]:
+    """`on_window(True)` just before the measured window opens, `on_window(False)` just
+    after it closes (bench feed reads a node's metrics there)."""
     nodes = [split_address(config.gateway) for config in layout.configs()]
     sessions: list[_Session] = []
     async with contextlib.AsyncExitStack() as stack:
@@ -186,6 +196,8 @@ async def _drive(
                 for _ in range(in_flight):
                     nursery.start_soon(session.worker)
             await trio.sleep(warmup_s)
+            if on_window is not None:
+                await on_window(True)
             for session in sessions:
                 session.measuring = True
             started = time.perf_counter()
@@ -193,6 +205,8 @@ async def _drive(
             for session in sessions:
                 session.measuring = False
             seconds = time.perf_counter() - started
+            if on_window is not None:
+                await on_window(False)
             nursery.cancel_scope.cancel()
     return sessions, seconds
 

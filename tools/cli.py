@@ -77,6 +77,7 @@ def node(config_path: str) -> None:
         ConfigError,
         node_module.DataDirInUseError,
         node_module.MetricsPortError,
+        node_module.ClientPortError,
         JournalCorruptError,
     ) as error:
         raise click.ClickException(str(error)) from None
@@ -134,6 +135,93 @@ def bench_cluster(
         click.echo(json.dumps(result.as_dict()))
     else:
         click.echo(cluster_bench.summary(result))
+
+
+@bench.command("feed")
+@click.option("--subscribers", default=100, show_default=True, help="feed subscribers, one node")
+@click.option(
+    "--subscriber-processes",
+    default=2,
+    show_default=True,
+    help="processes the subscribers are spread over (none is the load generator's)",
+)
+@click.option(
+    "--subscriber-mode",
+    type=click.Choice(["raw", "client"]),
+    default="raw",
+    show_default=True,
+    help="raw: all but --checked-subscribers only read and count bytes (a fast native "
+    "client); client: every subscriber is a full Python FeedClient",
+)
+@click.option(
+    "--checked-subscribers",
+    default=2,
+    show_default=True,
+    help="raw mode: subscribers that are full FeedClients, their books checked",
+)
+@click.option("--sessions", default=8, show_default=True, help="order sessions (one account each)")
+@click.option("--in-flight", default=8, show_default=True, help="commands in flight per session")
+@click.option(
+    "--seconds", default=10.0, show_default=True, help="measured time per phase, after 3 s warmup"
+)
+@click.option(
+    "--rounds",
+    default=2,
+    show_default=True,
+    help="rounds of both phases, in alternating order; rates are the rounds' median",
+)
+@click.option("--feed-node", default=1, show_default=True, help="the node the subscribers use")
+@click.option(
+    "--subscriber-markets",
+    default=0,
+    show_default=True,
+    help="each subscriber follows markets 1..N of the benchmark's 10 (0: every market)",
+)
+@click.option("--no-flush", is_flag=True, help="journal not flushed")
+@click.option("--batch-window-ms", default=1.0, show_default=True, help="each node's batcher")
+@click.option("--json", "as_json", is_flag=True, help="print one JSON object")
+def bench_feed(
+    subscribers: int,
+    subscriber_processes: int,
+    subscriber_mode: str,
+    checked_subscribers: int,
+    sessions: int,
+    in_flight: int,
+    seconds: float,
+    rounds: int,
+    feed_node: int,
+    subscriber_markets: int,
+    no_flush: bool,
+    batch_window_ms: float,
+    as_json: bool,
+) -> None:
+    """Feed fan-out under the order load: delivery delay, and orders/s with and without."""
+    from evx.tools import bench_feed as feed_bench  # noqa: PLC0415
+
+    if subscribers < 1 or subscriber_processes < 1 or rounds < 1 or feed_node not in (1, 2, 3):
+        raise click.BadParameter("subscribers, processes and rounds >= 1; feed node 1, 2 or 3")
+    if not 0 <= subscriber_markets <= 10:
+        raise click.BadParameter("--subscriber-markets: 0 (every market) to 10")
+    if checked_subscribers < 1:
+        raise click.BadParameter("--checked-subscribers: at least 1, for the books check")
+    result = feed_bench.run(
+        subscribers,
+        subscriber_processes,
+        subscriber_mode,
+        checked_subscribers,
+        sessions,
+        in_flight,
+        measure_s=seconds,
+        rounds=rounds,
+        feed_node=feed_node,
+        subscriber_markets=subscriber_markets,
+        flush=not no_flush,
+        window_ms=batch_window_ms,
+    )
+    if as_json:
+        click.echo(json.dumps(result.as_dict()))
+    else:
+        click.echo(feed_bench.summary(result))
 
 
 @bench.command("snapshot")

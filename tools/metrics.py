@@ -80,7 +80,8 @@ class NodeMetrics(Collector):
         )
         self.feed_delivery_seconds = Histogram(
             "evx_feed_delivery_seconds",
-            "From a log entry applied to its market data written to a subscriber's socket",
+            "From a log entry applied to its market data written to a subscriber's socket "
+            "(the oldest data of each write)",
             buckets=_FEED_DELIVERY_BUCKETS_S,
             registry=self.registry,
         )

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 from click.testing import CliRunner
 
@@ -42,3 +44,23 @@ def test_demo_trades_and_settles() -> None:
     assert "trade 1:" in result.output
     assert "market closed and settled" in result.output
     assert "exchange fees: $" in result.output
+
+
+def test_bench_feed_runs_a_short_fan_out_and_checks_the_books() -> None:
+    # A real three-node cluster and subscriber processes, briefly: the benchmark's own
+    # checks must hold (no gap, no framing error, books equal to another node's).
+    short = ["--seconds", "1", "--rounds", "1", "--subscribers", "3", "--subscriber-processes", "1"]
+    completed = subprocess.run(
+        [sys.executable, "-m", "evx.tools.cli", "bench", "feed", "--json", *short],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    payload = json.loads(completed.stdout)
+    assert payload["orders_per_s_without"] > 0 and payload["orders_per_s_with"] > 0
+    assert payload["delivery_samples"] > 0 and payload["delivery_ms_p50"] > 0
+    assert payload["gaps"] == 0 and payload["raw_protocol_errors"] == 0
+    assert payload["books_identical"] and payload["subscribers_caught_up"] == 2
+    assert payload["raw_frames_received"] > 0
