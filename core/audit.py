@@ -132,7 +132,7 @@ def audit(engine: Engine) -> list[Violation]:
                 no_interest[market_id] = no_interest.get(market_id, 0) - am.position
         if account_held != account.held:
             fail("holds_cover_resting_orders", f"account {aid} held {account.held}")
-        _audit_order_groups(account, fail)
+        _audit_order_groups(account, engine.time_ms, fail)
 
     escrow_total = 0
     for market in engine.markets.values():
@@ -155,15 +155,28 @@ def audit(engine: Engine) -> list[Violation]:
     return found
 
 
-def _audit_order_groups(account: Account, fail: Callable[[str, str], None]) -> None:
+def _audit_order_groups(account: Account, now_ms: int, fail: Callable[[str, str], None]) -> None:
     """Every order's group is one of its account's; a group's count is the sum of its
-    window's fills; a triggered group has no open orders (they were cancelled with it)."""
+    window's fills (positive, in time order, none in the future); one that reached its
+    limit has triggered, and a triggered group has no open orders (cancelled with it)."""
     aid = account.account_id
     if len(account.groups) > constants.order_groups_per_account_max:
         fail("order_groups_consistent", f"account {aid} has {len(account.groups)} groups")
     for group_id, group in account.groups.items():
-        if group.group_id != group_id or group.filled != sum(n for _, n in group.fills):
+        times = [time_ms for time_ms, _ in group.fills]
+        if (
+            group.group_id != group_id
+            or group.filled != sum(n for _, n in group.fills)
+            or any(n <= 0 for _, n in group.fills)
+            or times != sorted(set(times))
+            or (times and times[-1] > now_ms)
+            or not 0 < group_id <= constants.order_group_id_max
+            or not 0 < group.contract_limit <= constants.order_group_contract_limit_max
+            or not 0 < group.window_ms <= constants.order_group_window_ms_max
+        ):
             fail("order_groups_consistent", f"account {aid} group {group_id} counts")
+        if not group.triggered and group.filled >= group.contract_limit:
+            fail("order_groups_consistent", f"account {aid} group {group_id} passed its limit")
     for order in account.orders.values():
         group = order.group
         if group is None:

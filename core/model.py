@@ -29,6 +29,7 @@ from . import constants
 from .fees import fee_cents
 
 PAYOUT = constants.contract_payout_cents
+_GROUP_BUCKETS = 1_024  # time buckets per order group window
 
 
 class Order:
@@ -281,13 +282,18 @@ class OrderGroup:
             self.filled -= fills.popleft()[1]
 
     def add_fill(self, now_ms: int, contracts: int) -> bool:
-        """Count a fill; True if it makes the group reach its limit (it triggers)."""
+        """Count a fill; True if it makes the group reach its limit (it triggers). Fills
+        are kept in at most about 1,024 time buckets per window (a bucket is window_ms /
+        1,024 wide, at least 1 ms), so a group's memory is bounded however it trades; a
+        fill leaves the window with its bucket, up to one bucket early."""
         self.forget_before(now_ms)
+        width = self.window_ms // _GROUP_BUCKETS or 1
+        bucket = now_ms - now_ms % width
         fills = self.fills
-        if fills and fills[-1][0] == now_ms:
-            fills[-1] = (now_ms, fills[-1][1] + contracts)
+        if fills and fills[-1][0] >= bucket:  # the same bucket (or a window made wider)
+            fills[-1] = (fills[-1][0], fills[-1][1] + contracts)
         else:
-            fills.append((now_ms, contracts))
+            fills.append((bucket, contracts))
         self.filled += contracts
         return not self.triggered and self.filled >= self.contract_limit
 

@@ -26,6 +26,7 @@ check that every loss is noticed and repaired.
 from __future__ import annotations
 
 import itertools
+import random
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -107,6 +108,11 @@ class FeedClient:
         self.books: dict[int, LocalBook] = {}
         self.tops: dict[int, wire.TickerUpdate] = {}
         self.stale: dict[int, int] = {}  # market -> the request_id of its repair
+        # Markets whose (re)subscription was answered, and whose catch-up frames are known to
+        # be all in only at the next FeedHeartbeat (none is sent during a catch-up).
+        self.settling: set[int] = set()
+        self._pending: set[int] = set()  # request ids not answered yet on this connection
+        self._answered = False  # this connection's first subscriptions were all answered
         self.node_id = 0  # the node of the current connection; 0 when there is none
         self.applied_index = 0  # from the latest heartbeat: every change up to it is here
         self.statistics = FeedClientStatistics()
@@ -128,11 +134,12 @@ class FeedClient:
             if status:
                 status.pop().started()
 
-        tried = 0  # nodes tried since the last connection that subscribed
+        tried = 0  # nodes tried since the last connection whose subscriptions were answered
+        delay_s = self.retry_delay_s
         while True:
             host, port = self.addresses[self._next_address % len(self.addresses)]
             self._next_address += 1
-            connections = self.statistics.connections
+            self._answered = False
             try:
                 await self._connection_run(host, port, started)
             except (_Reconnect, *_FAILURES):
@@ -141,9 +148,17 @@ class FeedClient:
                 self.node_id = 0
                 self._notify()
             started()
-            tried = 1 if self.statistics.connections > connections else tried + 1
-            if tried >= len(self.addresses):  # every node once, straight away; then wait
-                await trio.sleep(self.retry_delay_s)
+            if self._answered:
+                tried, delay_s = 1, self.retry_delay_s
+            else:
+                tried += 1
+            if tried >= len(self.addresses):
+                # Every node once, straight away; then wait, longer each round (up to 16
+                # times the delay, with jitter), so that subscribers refused everywhere (an
+                # election under way) do not all hammer the nodes together.
+                await trio.sleep(delay_s * (0.5 + random.random()))
+                delay_s = min(delay_s * 2, self.retry_delay_s * 16)
+                tried = 0
 
     async def _connection_run(self, host: str, port: int, started: Callable[[], None]) -> None:
         with trio.fail_after(self.connect_timeout_s):
@@ -151,6 +166,8 @@ class FeedClient:
         connection = Connection(wire.CLIENT, wire.FEED_PORT)
         self._stream, self._connection = stream, connection
         self.stale.clear()
+        self._pending.clear()
+        self.settling = set(self.books)  # every book held is being resumed
         try:
             with trio.fail_after(self.connect_timeout_s):
                 hello = await self._next(stream, connection)
@@ -214,7 +231,9 @@ class FeedClient:
             for start in range(0, len(new), step):
                 await self._subscribe(new[start : start + step], every=False)
         if self.ticker:
-            await self._send(wire.SubscribeTicker(next(self._request_ids)))
+            request_id = next(self._request_ids)
+            self._pending.add(request_id)
+            await self._send(wire.SubscribeTicker(request_id))
 
     async def _subscribe(self, markets: list[int], *, every: bool) -> int:
         request_id = next(self._request_ids)
@@ -222,6 +241,7 @@ class FeedClient:
             wire.MarketFrom(m, self.books[m].market_seq if m in self.books else 0) for m in markets
         )
         flags = int(wire.SubscribeFlag.ALL_MARKETS) if every else 0
+        self._pending.add(request_id)
         await self._send(wire.Subscribe(request_id, flags, entries))
         return request_id
 
@@ -238,6 +258,8 @@ class FeedClient:
             self._snapshot(message)
         elif isinstance(message, wire.FeedHeartbeat):
             self.applied_index = message.applied_index
+            if not self._pending:
+                self.settling.clear()
             for entry in message.markets:
                 book = self.books.get(entry.market_id)
                 if entry.market_id in self.stale:
@@ -245,9 +267,13 @@ class FeedClient:
                 if book is None or book.market_seq < entry.market_seq:
                     await self._gap(entry.market_id)
         elif isinstance(message, wire.Subscribed):
+            self._pending.discard(message.request_id)
+            if not self._pending:
+                self._answered = True
             for market_id, request_id in list(self.stale.items()):
                 if request_id == message.request_id:
                     del self.stale[market_id]
+                    self.settling.add(market_id)
                     self.statistics.repairs += 1
         elif isinstance(message, wire.TickerUpdate):
             self.tops[message.market_id] = message
@@ -326,8 +352,9 @@ class FeedClient:
                 await self._changed.wait()
 
     def current(self, market_id: int) -> LocalBook | None:
-        """The market's book if it is connected and whole (no repair under way)."""
-        if self.node_id == 0 or market_id in self.stale:
+        """The market's book if it is connected and known whole: no repair or resume of it
+        under way (after one, from the next FeedHeartbeat on: within one interval)."""
+        if self.node_id == 0 or market_id in self.stale or market_id in self.settling:
             return None
         return self.books.get(market_id)
 

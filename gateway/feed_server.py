@@ -55,6 +55,9 @@ _WRITE_BYTES_MAX = 262_144
 _SOCKET_FAILURES = (trio.BrokenResourceError, trio.ClosedResourceError, OSError)
 DELIVERY_SAMPLES_KEPT = 4_096
 _RESUME_SLICE_EVENTS = 512  # about 16 KB of changes
+# What one queued chunk costs beyond its bytes (the tuple, the float, the deque slot): counted
+# in the queue's bound, so that many small chunks cannot hold several times the bound.
+_QUEUE_ENTRY_OVERHEAD_BYTES = 100
 
 
 def frame(message: wire.Message) -> bytes:
@@ -448,6 +451,15 @@ class FeedSession:
         after = {market.market_id: market.after_seq for market in message.markets}
         for market_id, after_seq in after.items():
             last = windows.last_seq(market_id)
+            if last is None and after_seq:
+                # The client has seen this market elsewhere: this node has not applied its
+                # creation yet (it is behind), which is not the same as no such market.
+                self._refuse(
+                    message,
+                    int(ErrorCode.NODE_MUST_BE_READY),
+                    f"this node has not applied market {market_id} yet",
+                )
+                return
             if last is None:
                 self._refuse(message, int(Reject.MARKET_MUST_EXIST), f"no market {market_id}")
                 return
@@ -463,8 +475,10 @@ class FeedSession:
         markets = sorted(after)
         if every:
             markets = sorted(set(after) | {m for m in windows.markets() if m not in self.positions})
-        total = len(set(self.positions) | set(markets))
-        if total > server.limits.markets_per_subscriber_max:
+        # Only markets new to this connection count: a repair of one it follows always goes
+        # (ALL_MARKETS connections may follow more than the limit, as markets are created).
+        total = len(self.positions) + len(set(markets) - set(self.positions))
+        if set(markets) - set(self.positions) and total > server.limits.markets_per_subscriber_max:
             self._refuse(
                 message,
                 int(ErrorCode.SUBSCRIPTIONS_MUST_NOT_EXCEED_MAX),
@@ -522,6 +536,9 @@ class FeedSession:
         self.joined.add(market_id)
         server.by_market.setdefault(market_id, set()).add(self)
         await self._wait_drained()
+        # Let the node's other work run between two markets: a subscription to every market
+        # must not hold the event loop (order entry shares it) while it builds its images.
+        await trio.lowlevel.checkpoint()
 
     def _subscribe_ticker(self, message: wire.SubscribeTicker) -> None:
         self.server.tickers.add(self)
@@ -573,7 +590,10 @@ class FeedSession:
         if self._closing is not None:
             return
         limits = self.server.limits
-        if self._outbound_bytes + len(data) > limits.outbound_bytes_max:
+        if (
+            self._outbound_bytes + len(data) + _QUEUE_ENTRY_OVERHEAD_BYTES
+            > limits.outbound_bytes_max
+        ):
             self.server.statistics.slow_consumers_cut += 1
             log.warning("feed_slow_consumer", peer=self.peer, queued_bytes=self._outbound_bytes)
             self.end(
@@ -583,7 +603,7 @@ class FeedSession:
             )
             return
         self._outbound.append((data, applied_at))
-        self._outbound_bytes += len(data)
+        self._outbound_bytes += len(data) + _QUEUE_ENTRY_OVERHEAD_BYTES
         self.server.statistics.bytes_queued += len(data)
         self._wake_writer.set()
 
@@ -602,7 +622,7 @@ class FeedSession:
                     chunk.append(data)
                     if applied_at and not oldest:
                         oldest = applied_at
-                    size += len(data)
+                    size += len(data) + _QUEUE_ENTRY_OVERHEAD_BYTES
                 self.writes += 1
                 await self._send_raw(b"".join(chunk))
                 # Counted until written, so bytes in flight are within the bound too.

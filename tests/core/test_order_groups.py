@@ -6,6 +6,7 @@ order-group invariant included."""
 from __future__ import annotations
 
 from evx.core import OrderGroupUpdated, from_state, to_state
+from evx.core.model import OrderGroup
 from support.scenario import Scenario
 
 
@@ -112,3 +113,16 @@ def test_groups_belong_to_their_account_and_survive_a_snapshot() -> None:
     resting = next(iter(copy.accounts[alice].orders.values()))
     assert resting.group is group
     assert to_state(copy) == to_state(s.engine)
+
+
+def test_a_group_keeps_at_most_about_a_thousand_buckets_however_it_trades() -> None:
+    group = OrderGroup(1, 10**8, 2_048)  # 2 ms buckets
+    for now_ms in range(1, 20_000):
+        group.add_fill(now_ms, 1)
+        assert len(group.fills) <= 1_025
+    # what is counted is the window, to one bucket
+    assert 2_046 <= group.filled <= 2_048
+    day = OrderGroup(2, 10**8, 24 * 3_600 * 1_000)
+    for now_ms in range(0, 10_000_000, 997):
+        day.add_fill(now_ms, 2)
+    assert len(day.fills) <= 1_025 and day.filled == 2 * len(range(0, 10_000_000, 997))

@@ -6,6 +6,7 @@ bytes end only the connection that sent them."""
 from __future__ import annotations
 
 import contextlib
+import functools
 import random
 import socket
 import statistics
@@ -22,7 +23,7 @@ from evx.gateway.client import Client, sole_exception
 from evx.gateway.codec import Connection, Signal
 from evx.gateway.codes import ErrorCode
 from evx.gateway.exchange import StateInstalled
-from evx.gateway.feed import BookImage, book_image
+from evx.gateway.feed import BookImage, LocalBook, book_image
 from evx.gateway.feed_client import FeedClient, FeedError
 from evx.tools.node import ClientPortError, RunningNode, run_node
 from support.nodes import open_market_with_traders, operator_client, single_node_layout, start_node
@@ -272,6 +273,16 @@ async def test_subscribe_refusals_limits_and_bad_bytes(tmp_path: Path) -> None:
         assert answer == wire.Subscribed(8, 1, 0, answer.applied_index)
         image = await next_message(stream, codec)
         assert isinstance(image, wire.BookSnapshot) and image.market_seq == last
+        # At its limit of one market, repairing that market again is no new market: it goes.
+        repair = wire.Subscribe(10, 0, (wire.MarketFrom(market_id, last),))
+        await stream.send_all(codec.send(repair))
+        assert await next_message(stream, codec) == wire.Subscribed(10, 1, 0, answer.applied_index)
+        # A market this node does not know, named with a sequence the client saw elsewhere:
+        # this node is behind, not wrong (market_must_exist would make the client give up).
+        ahead = wire.Subscribe(11, 0, (wire.MarketFrom(999, 5),))
+        await stream.send_all(codec.send(ahead))
+        behind = await next_message(stream, codec)
+        assert isinstance(behind, wire.Error) and behind.code == ErrorCode.NODE_MUST_BE_READY
 
         # The node is full (1 connection): a second is told so and closed.
         full_stream, full_codec = await raw_feed(node)
@@ -417,3 +428,50 @@ async def test_a_node_whose_feed_port_is_taken_stops_at_once_saying_so(tmp_path:
     error = sole_exception(raised.value)
     assert isinstance(error, ClientPortError), error
     assert f"market data on {config.feed}" in str(error)
+
+
+async def test_a_client_refused_everywhere_backs_off() -> None:
+    """Nodes that greet and then refuse every subscription (an election under way): the
+    client tries each node once, then waits longer each round instead of looping hot."""
+    greeted = 0
+
+    async def refusing(stream: trio.SocketStream) -> None:
+        nonlocal greeted
+        greeted += 1
+        codec = Connection(wire.SERVER, wire.FEED_PORT)
+        await stream.send_all(codec.send(wire.FeedHello(1, 1, 0, 1_000, 10, 10)))
+        with contextlib.suppress(trio.BrokenResourceError):
+            await stream.send_all(
+                codec.send(wire.Error(int(ErrorCode.NODE_MUST_BE_READY), 0x71, 1, "behind"))
+            )
+
+    async with trio.open_nursery() as nursery:
+        ports = []
+        for _ in range(3):
+            listeners = await nursery.start(
+                functools.partial(trio.serve_tcp, refusing, 0, host="127.0.0.1")
+            )
+            ports.append(listeners[0].socket.getsockname()[1])
+        feed = FeedClient([("127.0.0.1", port) for port in ports], markets=[1], retry_delay_s=0.05)
+        with trio.move_on_after(1.5):
+            await feed.run()
+        nursery.cancel_scope.cancel()
+    # Rounds of 3 at about 0, 0.05, 0.15, 0.35, 0.75, 1.15 s (jitter aside): a hot loop
+    # made hundreds of connections a second here.
+    assert 3 <= greeted <= 30, greeted
+
+
+async def test_a_resumed_book_is_current_only_from_the_next_heartbeat() -> None:
+    # After a reconnect or a repair, Subscribed comes first and the catch-up frames after it;
+    # the node sends no FeedHeartbeat until they are all out, so that is when the book is
+    # whole again (a quoting program must not act on the book from before).
+    feed = FeedClient([("127.0.0.1", 1)], markets=[1])
+    feed.node_id = 1
+    feed.books[1] = LocalBook.from_image(BookImage(1, 5, 2, ((40, 3, 1),), ()))
+    feed.settling, feed._pending = {1}, {7}
+    assert feed.current(1) is None
+    await feed._handle(wire.Subscribed(7, 1, 0, 10))
+    assert feed.current(1) is None
+    await feed._handle(wire.LevelUpdate(1, 6, 1, 41, 2, 1))
+    await feed._handle(wire.FeedHeartbeat(11, (wire.MarketSeq(1, 6),)))
+    assert feed.current(1) is feed.books[1] and feed.books[1].bids == {40: (3, 1), 41: (2, 1)}
