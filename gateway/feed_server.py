@@ -169,26 +169,31 @@ class FeedServer:
         chunks: dict[int, list[bytes]] = {}
         firsts: dict[int, int] = {}
         trades: list[tuple[int, bytes]] = []
+        by_market = self.by_market
         for event in result.applied.events:
             if event[0] not in MARKET_EVENT_CODES or not windows.publish(event):
                 continue
             market_id = event[1]
-            data = update_frame(event)
+            if event[0] == _CREATED:
+                self._market_created(market_id)
             frames = chunks.get(market_id)
             if frames is None:
                 frames = chunks[market_id] = []
                 firsts[market_id] = event[2]
-            frames.append(data)
-            if event[0] == _CREATED:
-                self._market_created(market_id)
-            elif event[0] == _TRADE and self.tickers:
-                trades.append((market_id, data))
+            # Encoded only for someone: a market nobody follows costs the node nothing more
+            # than its window (every event of a followed market is encoded, in order).
+            data = None
+            if by_market.get(market_id):
+                data = update_frame(event)
+                frames.append(data)
+            if event[0] == _TRADE and self.tickers:
+                trades.append((market_id, data or update_frame(event)))
         if not chunks:
             return
         applied_at = result.applied_at
         for market_id, frames in chunks.items():
-            sessions = self.by_market.get(market_id)
-            if not sessions:
+            sessions = by_market.get(market_id)
+            if not sessions or not frames:
                 continue
             chunk = b"".join(frames)
             first = firsts[market_id]
