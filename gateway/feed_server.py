@@ -45,6 +45,7 @@ from .codec import Connection, Signal
 from .codes import ErrorCode, RemoteProtocolError
 from .exchange import ExchangeMachine, ExchangeResult, StateInstalled
 from .feed import MARKET_EVENT_CODES, BookImage, FeedWindows, LocalBook
+from .server import SessionClosed
 
 log = logs.get("evx.feed")
 
@@ -302,15 +303,6 @@ def _top_changed(before: wire.TickerUpdate | None, top: wire.TickerUpdate) -> bo
     )
 
 
-class FeedClosed(Exception):  # noqa: N818 - control flow, not an error
-    """End this connection after sending `frame` (if any)."""
-
-    def __init__(self, reason: str, frame: bytes | None = None) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.frame = frame
-
-
 class FeedSession:
     def __init__(self, server: FeedServer, stream: trio.abc.Stream) -> None:
         self.server = server
@@ -324,7 +316,7 @@ class FeedSession:
         self._outbound_bytes = 0
         self._wake_writer = trio.Event()
         self._drained = trio.Event()
-        self._closing: FeedClosed | None = None
+        self._closing: SessionClosed | None = None
         self._nursery: trio.Nursery | None = None
         self._write_interrupted = False
         self._opened = time.monotonic()
@@ -374,13 +366,15 @@ class FeedSession:
                     try:
                         if self._closing is None:
                             await self._read()
-                    except FeedClosed as closed:
+                    except SessionClosed as closed:
                         if self._closing is None:
                             self._closing = closed
                     nursery.cancel_scope.cancel()
             except* _SOCKET_FAILURES as failures:
                 if self._closing is None:  # a cut (end()) keeps its own reason and frame
-                    self._closing = FeedClosed(f"socket: {type(failures.exceptions[0]).__name__}")
+                    self._closing = SessionClosed(
+                        f"socket: {type(failures.exceptions[0]).__name__}"
+                    )
             if self._closing is not None:
                 reason = self._closing.reason
                 if self._closing.frame is not None and not self._write_interrupted:
@@ -403,7 +397,7 @@ class FeedSession:
         """End the connection from outside its reader: run() sends one Error frame."""
         if self._closing is not None:
             return
-        self._closing = FeedClosed(code.rule, frame(wire.Error(int(code), 0, 0, text)))
+        self._closing = SessionClosed(code.rule, frame(wire.Error(int(code), 0, 0, text)))
         if self._nursery is not None:
             self._nursery.cancel_scope.cancel()
 
@@ -423,16 +417,16 @@ class FeedSession:
                     event = self.connection.next_event()
                 except RemoteProtocolError as error:
                     self.server.statistics.protocol_errors += 1
-                    raise FeedClosed(error.code.rule, frame(wire.Error.about(error))) from None
+                    raise SessionClosed(error.code.rule, frame(wire.Error.about(error))) from None
                 if event is Signal.NEED_DATA:
                     break
                 if event is Signal.CLOSED:
-                    raise FeedClosed("peer_closed")
+                    raise SessionClosed("peer_closed")
                 await self._handle(event)
                 await self._wait_drained()
 
     def _close(self, code: ErrorCode, text: str) -> None:
-        raise FeedClosed(code.rule, frame(wire.Error(int(code), 0, 0, text)))
+        raise SessionClosed(code.rule, frame(wire.Error(int(code), 0, 0, text)))
 
     def _refuse(self, message: Any, code: int, text: str) -> None:
         self.push(frame(wire.Error(code, message.TYPE, message.request_id, wire.fit_string(text))))
