@@ -38,7 +38,7 @@ order_quantity_max = 1_000_000
 gtd_horizon_ms_max = 366 * 24 * 3_600 * 1_000
 market_order_max_cost_cents_max = 10**13
 
-# -- Order groups (a kill switch: docs/engine.md) ----------------------------------------------
+# -- Order groups (a kill switch: docs/engine.md) ---------------------------------  # float-ok
 order_group_id_max = 2**32 - 1  # ids are the account's own, 1 and up
 order_groups_per_account_max = 100
 order_group_contract_limit_max = 100_000_000

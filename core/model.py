@@ -283,7 +283,7 @@ class OrderGroup:
 
     def add_fill(self, now_ms: int, contracts: int) -> bool:
         """Count a fill; True if it makes the group reach its limit (it triggers). Fills
-        are kept in at most about 1,024 time buckets per window (a bucket is window_ms /
+        are kept in at most about 1,024 time buckets per window (a bucket is window_ms /  # float-ok
         1,024 wide, at least 1 ms), so a group's memory is bounded however it trades; a
         fill leaves the window with its bucket, up to one bucket early."""
         self.forget_before(now_ms)
