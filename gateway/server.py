@@ -775,9 +775,10 @@ class Session:
                     data = self._outbound.popleft()
                     chunk.append(data)
                     size += len(data)
-                self._outbound_bytes -= size
                 self.messages_out += len(chunk)
                 await self._send_raw(b"".join(chunk))
+                # Counted until written: a write the client does not read is still held.
+                self._outbound_bytes -= size
                 if self._reading_may_resume():
                     self._drained.set()
 

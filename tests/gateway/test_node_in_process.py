@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import socket
 from pathlib import Path
 
 import pytest
@@ -216,11 +217,21 @@ async def _next(stream: trio.SocketStream, connection: Connection) -> wire.Messa
 
 
 async def _raw_login(
-    address: tuple[str, int], account_id: int, key: Ed25519PrivateKey
+    address: tuple[str, int],
+    account_id: int,
+    key: Ed25519PrivateKey,
+    receive_buffer_bytes: int = 0,
 ) -> tuple[trio.SocketStream, Connection]:
     """A session logged in by hand, without the client library, for tests that must send
-    exactly what they choose."""
-    stream = await trio.open_tcp_stream(*address)
+    exactly what they choose; `receive_buffer_bytes`: a small kernel buffer, so that what
+    the client does not read stays in the node's queue rather than in the kernel's."""
+    if receive_buffer_bytes:
+        raw = trio.socket.socket()
+        raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer_bytes)
+        await raw.connect(address)
+        stream = trio.SocketStream(raw)
+    else:
+        stream = await trio.open_tcp_stream(*address)
     connection = Connection(wire.CLIENT)
     challenge = await _next(stream, connection)
     login = wire.Login(1, account_id, public_bytes(key), 0, 0, bytes(64))
@@ -328,7 +339,12 @@ async def test_a_client_that_asks_faster_than_it_reads_is_read_slower_in_bounded
     session while its unread answers pass half of outbound_bytes_max, never holds more than
     that, keeps serving others, and every answer arrives once the client reads."""
     bytes_max = 100_000
-    layout = single_node_layout(tmp_path, outbound_bytes_max=bytes_max, queries_open_max=4)
+    layout = single_node_layout(
+        tmp_path,
+        outbound_bytes_max=bytes_max,
+        queries_open_max=4,
+        socket_send_buffer_bytes=4_096,  # the unread answers wait in the queue, measured
+    )
     async with trio.open_nursery() as nursery:
         node = await start_node(nursery, layout)
         async with operator_client(layout, node) as operator:
@@ -339,14 +355,14 @@ async def test_a_client_that_asks_faster_than_it_reads_is_read_slower_in_bounded
             async with Client(address, account_id=maker_id, key=maker_key) as maker:
                 for number in range(200):
                     await maker.place(market, Side.BUY_YES, 1 + number % 40, 1)
-            stream, connection = await _raw_login(address[0], maker_id, maker_key)
+            stream, connection = await _raw_login(address[0], maker_id, maker_key, 4_096)
             asks = 1_000
             queries = b"".join(connection.send(wire.QueryOpenOrders(n, 0)) for n in range(asks))
             await stream.send_all(queries)
             (session,) = [s for s in node.gateway.sessions if s.account_id == maker_id]
             held = []
             for _ in range(150):  # 1.5 s of the client not reading
-                held.append(sum(len(data) for data in session._outbound))
+                held.append(session._outbound_bytes)  # queued, and being written
                 await trio.sleep(0.01)
             assert max(held) <= bytes_max, max(held)
             assert max(held) > bytes_max // 4, "the test did fill the queue"
