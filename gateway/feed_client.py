@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import itertools
 import random
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -289,12 +288,8 @@ class FeedClient:
             return  # the repair brings it again, in order
         book = self.books.get(market_id)
         if book is None:
-            if (
-                self.ticker
-                and code == 36
-                and (self.markets is None or market_id not in self.markets)
-            ):
-                return  # a ticker trade of a market this client keeps no book of
+            if self.ticker and code == 36:
+                return  # a ticker trade of a market this connection does not follow
             await self._gap(market_id)
             return
         event = (code, *(getattr(message, name) for name in message.FIELDS))
@@ -386,7 +381,3 @@ def _code_name(code: int) -> str:
             return Reject(code).rule
         except ValueError:
             return str(code)
-
-
-def monotonic_ms() -> int:
-    return int(time.monotonic() * 1000)

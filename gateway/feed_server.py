@@ -54,7 +54,6 @@ _CREATED, _STATUS, _CONFIGURED, _LEVEL, _TRADE, _SETTLED = 32, 33, 34, 35, 36, 3
 _READ_BYTES_MAX = 65_536
 _WRITE_BYTES_MAX = 262_144
 _SOCKET_FAILURES = (trio.BrokenResourceError, trio.ClosedResourceError, OSError)
-DELIVERY_SAMPLES_KEPT = 4_096
 _RESUME_SLICE_EVENTS = 512  # about 16 KB of changes
 # What one queued chunk costs beyond its bytes (the tuple, the float, the deque slot): counted
 # in the queue's bound, so that many small chunks cannot hold several times the bound.
@@ -126,12 +125,6 @@ class FeedStatistics:
     snapshots_sent: int = 0  # BookSnapshot frames for subscribes and resumes
     resumes_served: int = 0  # markets resumed from the window, without an image
     bytes_queued: int = 0
-    # apply -> written to the subscriber's socket, seconds, the oldest data of each write:
-    # the newest samples
-    delivery_s: deque[float] | None = None
-
-    def __post_init__(self) -> None:
-        self.delivery_s = deque(maxlen=DELIVERY_SAMPLES_KEPT)
 
 
 class FeedServer:
@@ -607,7 +600,6 @@ class FeedSession:
         self._wake_writer.set()
 
     async def _write(self) -> None:
-        statistics = self.server.statistics
         on_delivery = self.server.on_delivery
         while True:
             await self._wake_writer.wait()
@@ -626,13 +618,10 @@ class FeedSession:
                 await self._send_raw(b"".join(chunk))
                 # Counted until written, so bytes in flight are within the bound too.
                 self._outbound_bytes -= size
-                if oldest:
+                if oldest and on_delivery is not None:
                     # One sample per write: the delay of its oldest data (the others in
                     # it waited less). Cheap enough for every write of every subscriber.
-                    delay = time.monotonic() - oldest
-                    statistics.delivery_s.append(delay)  # type: ignore[union-attr]
-                    if on_delivery is not None:
-                        on_delivery(delay)
+                    on_delivery(time.monotonic() - oldest)
                 if self._outbound_bytes < self.server.limits.outbound_bytes_max // 4:
                     self._drained.set()
 

@@ -639,10 +639,7 @@ class Login(Message):
     signature: bytes64
 
     def out_of_range(self) -> str | None:
-        # Plain ints: the complement of an IntFlag member stays within the defined flags.
-        if self.flags & ~int(LoginFlag.CANCEL_ON_DISCONNECT):
-            return f"flags {self.flags:#04x} has bits that are not defined"
-        return None
+        return _flags_problem(self.flags, LoginFlag)
 
 
 @message(0x03, Direction.SERVER_TO_CLIENT)
@@ -1184,9 +1181,7 @@ class Status(Message):
             return f"role {self.role} is not a NodeRole"
         if self.peers_connected > self.peers_total:
             return f"peers_connected {self.peers_connected} > peers_total {self.peers_total}"
-        if self.flags & ~int(StatusFlag.TRANSFERRING):
-            return f"flags {self.flags:#04x} has bits that are not defined"
-        return None
+        return _flags_problem(self.flags, StatusFlag)
 
 
 @message(0x62, Direction.CLIENT_TO_SERVER)
@@ -1251,8 +1246,8 @@ class Subscribe(Message):
     markets: subscribe_markets[MarketFrom]
 
     def out_of_range(self) -> str | None:
-        if self.flags & ~int(SubscribeFlag.ALL_MARKETS):
-            return f"flags {self.flags:#04x} has bits that are not defined"
+        if problem := _flags_problem(self.flags, SubscribeFlag):
+            return problem
         if len({market.market_id for market in self.markets}) != len(self.markets):
             return "a market is named twice"
         return None
@@ -1288,9 +1283,7 @@ class Subscribed(Message):
     applied_index: u64
 
     def out_of_range(self) -> str | None:
-        if self.flags & ~int(SubscribedFlag.ALL_MARKETS | SubscribedFlag.TICKER):
-            return f"flags {self.flags:#04x} has bits that are not defined"
-        return None
+        return _flags_problem(self.flags, SubscribedFlag)
 
 
 @message(0x75, Direction.SERVER_TO_CLIENT, (FEED_PORT,))
@@ -1391,7 +1384,11 @@ class FeedHeartbeat(Message):
     markets: market_seqs[MarketSeq]
 
 
-FEED_UPDATES = (LevelUpdate, TradeUpdate, StatusUpdate, SettledUpdate, ConfigUpdate)
+def _flags_problem(flags: int, defined: type[IntFlag]) -> str | None:
+    # Plain ints: the complement of an IntFlag member stays within the defined flags.
+    if flags & ~sum(int(member) for member in defined):
+        return f"flags {flags:#04x} has bits that are not defined"
+    return None
 
 
 def _payout_problem(yes_payout: int) -> str | None:
