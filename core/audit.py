@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from . import constants
-from .model import Account, AccountMarket, required_hold
+from .model import Account, AccountMarket, event_risk, market_hold
 
 if TYPE_CHECKING:
     from .engine import Engine
@@ -33,6 +33,8 @@ INVARIANTS = (
     "escrow_matches_open_interest",
     "reduce_only_within_position",
     "order_groups_consistent",
+    "events_consistent",
+    "released_payout_matches_positions",
 )
 
 
@@ -123,13 +125,19 @@ def audit(engine: Engine) -> list[Violation]:
         if {o.client_order_id: o for o in account.orders.values()} != account.open_by_client_id:
             fail("orders_indexed", f"account {aid} client order ids differ from its orders")
         account_held = 0
+        expected_by_event: dict[int, list[AccountMarket]] = {}
         for market_id, am in account.markets.items():
-            account_held += am.hold
-            _audit_account_market(engine, am, market_id, fail)
+            expected = _audit_account_market(engine, am, market_id, fail)
+            if expected is not None and am.market.exclusive is not None:
+                event_id = am.market.exclusive.event_id
+                expected_by_event.setdefault(event_id, []).append(expected)
+            elif expected is not None:
+                account_held += am.hold
             if am.position > 0:
                 yes_interest[market_id] = yes_interest.get(market_id, 0) + am.position
             elif am.position < 0:
                 no_interest[market_id] = no_interest.get(market_id, 0) - am.position
+        account_held += _audit_account_events(engine, account, expected_by_event, fail)
         if account_held != account.held:
             fail("holds_cover_resting_orders", f"account {aid} held {account.held}")
         _audit_order_groups(account, engine.time_ms, fail)
@@ -139,20 +147,118 @@ def audit(engine: Engine) -> list[Violation]:
         mid = market.market_id
         escrow_total += market.escrow
         yes, no = yes_interest.get(mid, 0), no_interest.get(mid, 0)
+        event = market.exclusive
+        if event is not None and not event.settled:
+            no += event.house_sets  # the house holds a NO of every market per set
         if yes != no or yes != market.open_interest:
             fail("open_interest_balanced", f"market {mid} YES {yes} NO {no}")
         if market.escrow != PAYOUT * market.open_interest:
             fail("escrow_matches_open_interest", f"market {mid} escrow {market.escrow}")
+    released_total = _audit_events(engine, fail)
 
-    money = cash_total + held_total + escrow_total + engine.fees_collected
+    money = cash_total + held_total + escrow_total - released_total + engine.fees_collected
     if money != engine.deposits_total - engine.withdrawals_total:
         fail(
             "money_conserved",
-            f"cash {cash_total} + held {held_total} + escrow {escrow_total} + fees "
-            f"{engine.fees_collected} != deposits {engine.deposits_total} - withdrawals "
-            f"{engine.withdrawals_total}",
+            f"cash {cash_total} + held {held_total} + escrow {escrow_total} - released "
+            f"{released_total} + fees {engine.fees_collected} != deposits "
+            f"{engine.deposits_total} - withdrawals {engine.withdrawals_total}",
         )
     return found
+
+
+def _audit_events(engine: Engine, fail: Callable[[str, str], None]) -> int:
+    """Every event lists its markets in id order and they name it back; a mutually
+    exclusive event's markets are binary, and its released payout is its accounts' plus the
+    house's; a settled one has settled every market and holds nothing. Returns what all
+    events have released."""
+    released_total = 0
+    listed: dict[int, int] = {}
+    for event_id, event in engine.events.items():
+        eid = event.event_id
+        ids = [market.market_id for market in event.markets]
+        listed.update(dict.fromkeys(ids, eid))
+        if (
+            eid != event_id
+            or ids != sorted(set(ids))
+            or len(ids) > constants.markets_per_event_max
+            or engine.event_ids_by_ticker.get(event.ticker) != eid
+            or (event.exhaustive and not event.mutually_exclusive)
+            or any(engine.markets.get(market.market_id) is not market for market in event.markets)
+        ):
+            fail("events_consistent", f"event {eid} lists its markets wrongly")
+        for market in event.markets:
+            exclusive = event if event.mutually_exclusive else None
+            if market.event is not event or market.exclusive is not exclusive:
+                fail("events_consistent", f"market {market.market_id} names another event")
+            if exclusive is not None and market.kind != 1:
+                fail("events_consistent", f"market {market.market_id} is not binary")
+        released_total += event.released
+        accounts = sum(ae.released for ae in event.accounts.values())
+        if event.released != accounts + event.house_released():
+            fail(
+                "released_payout_matches_positions",
+                f"event {eid} released {event.released}, its accounts {accounts} and "
+                f"the house {event.house_released()}",
+            )
+        if event.settled and (
+            event.accounts
+            or event.house_sets
+            or any(market.status != 5 for market in event.markets)
+        ):
+            fail("events_consistent", f"event {eid} is settled with something left")
+        if event.house_sets < 0 or (event.house_sets and not event.exhaustive):
+            fail("events_consistent", f"event {eid} has {event.house_sets} house sets")
+    for market_id, market in engine.markets.items():
+        named = market.event.event_id if market.event is not None else 0
+        if listed.get(market_id, 0) != named:
+            fail("events_consistent", f"market {market_id} is not listed by its event")
+    return released_total
+
+
+def _audit_account_events(
+    engine: Engine,
+    account: Account,
+    expected_by_event: dict[int, list[AccountMarket]],
+    fail: Callable[[str, str], None],
+) -> int:
+    """Each mutually exclusive event the account has markets in holds and releases what
+    its positions and orders there require, recomputed from scratch. Returns its holds."""
+    aid = account.account_id
+    held = 0
+    if set(account.events) != set(expected_by_event):
+        fail("holds_cover_resting_orders", f"account {aid} events differ from its markets")
+    for event_id, ae in account.events.items():
+        event = engine.events.get(event_id)
+        if event is None or ae.event is not event or event.accounts.get(aid) is not ae:
+            fail("holds_cover_resting_orders", f"account {aid} event {event_id} not indexed")
+            continue
+        held += ae.hold
+        expected = expected_by_event.get(event_id, [])
+        hold, released = event_risk(event, expected, len(expected))
+        if ae.hold != hold:
+            fail(
+                "holds_cover_resting_orders",
+                f"account {aid} event {event_id} holds {ae.hold}, needs {hold}",
+            )
+        if ae.released != released:
+            fail(
+                "released_payout_matches_positions",
+                f"account {aid} event {event_id} released {ae.released}, its positions "
+                f"guarantee {released}",
+            )
+        if ae.dirty:
+            fail("released_payout_matches_positions", f"account {aid} event {event_id} dirty")
+        for market_id, am in ae.ams.items():
+            if account.markets.get(market_id) is not am or am.account_event is not ae:
+                fail("holds_cover_resting_orders", f"account {aid} market {market_id} event")
+    for event in engine.events.values():
+        if (
+            aid in event.accounts
+            and account.events.get(event.event_id) is not (event.accounts[aid])
+        ):
+            fail("holds_cover_resting_orders", f"event {event.event_id} names account {aid}")
+    return held
 
 
 def _audit_order_groups(account: Account, now_ms: int, fail: Callable[[str, str], None]) -> None:
@@ -189,12 +295,14 @@ def _audit_order_groups(account: Account, now_ms: int, fail: Callable[[str, str]
 
 def _audit_account_market(
     engine: Engine, am: AccountMarket, market_id: int, fail: Callable[[str, str], None]
-) -> None:
+) -> AccountMarket | None:
+    """Check one AccountMarket against a copy rebuilt from its position and orders; returns
+    the copy (for its event's hold), or None if it is not even indexed."""
     aid = am.account.account_id
     market = engine.markets.get(market_id)
     if market is None or am.market is not market or market.ams.get(aid) is not am:
         fail("orders_indexed", f"account {aid} market {market_id} is not indexed both ways")
-        return
+        return None
     expected = AccountMarket(am.account, market)
     expected.position = am.position
     for order in am.orders.values():
@@ -206,11 +314,10 @@ def _audit_account_market(
     for name in (
         "bid_qty",
         "bid_notional",
-        "bid_prices",
+        "bid_fee_bound",
         "ask_qty",
         "ask_notional",
-        "ask_prices",
-        "maker_bound",
+        "ask_fee_bound",
         "reduce_bid_qty",
         "reduce_ask_qty",
     ):
@@ -218,12 +325,16 @@ def _audit_account_market(
             fail("holds_cover_resting_orders", f"account {aid} market {market_id} {name}")
     if am.taker_bound:
         fail("holds_cover_resting_orders", f"account {aid} market {market_id} taker bound left")
-    if required_hold(expected) != am.hold:
-        fail(
-            "holds_cover_resting_orders",
-            f"account {aid} market {market_id} holds {am.hold}, needs {required_hold(expected)}",
-        )
+    if market.exclusive is None:
+        if am.account_event is not None or market_hold(expected) != am.hold:
+            fail(
+                "holds_cover_resting_orders",
+                f"account {aid} market {market_id} holds {am.hold}, needs {market_hold(expected)}",
+            )
+    elif am.hold or am.account_event is None:
+        fail("holds_cover_resting_orders", f"account {aid} market {market_id} holds alone")
     capacity_bids = -am.position if am.position < 0 else 0
     capacity_asks = am.position if am.position > 0 else 0
     if am.reduce_bid_qty > capacity_bids or am.reduce_ask_qty > capacity_asks:
         fail("reduce_only_within_position", f"account {aid} market {market_id}")
+    return expected

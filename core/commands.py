@@ -2,7 +2,7 @@
 
 Strategy: a command says what someone asked for, never what happened; the engine decides.
 Codes are stable: 1-31 order entry (an account's session), 32-63 accounts and money,
-64-95 markets (both operator commands). A `Batch` is one Raft entry: the proposer's
+64-95 markets and events (both operator commands). A `Batch` is one Raft entry: the proposer's
 timestamp and the commands it collected, in the order they are applied.
 
 The account of an order-entry command is stamped by the gateway from the authenticated
@@ -99,6 +99,21 @@ class ResetOrderGroup(Record):
     order_group_id: int
 
 
+@COMMANDS.define(7)
+class ConvertNo(Record):
+    """In an exhaustive event (exactly one market wins), `quantity` NO contracts of
+    `market_id` become `quantity` YES contracts of every other market of the event: they
+    pay the same in every scenario. A NO the account holds in another market is closed by
+    its new YES, so this is also the conversion of a NO set of k markets into the YES of
+    the others and 100 (k - 1) per set, which the account holds as released payout.
+    `client_order_id` makes it exactly once, as an order's does (the same namespace)."""
+
+    account_id: int
+    client_order_id: int
+    market_id: int
+    quantity: int
+
+
 # -- Accounts and money (32-63) ------------------------------------------------------------
 
 
@@ -131,7 +146,8 @@ class Withdraw(Record):
 @COMMANDS.define(64)
 class CreateMarket(Record):
     """A market in the PROPOSED state. `close_time_ms` 0 means it closes only when told.
-    Binary markets have floor = cap = 0; scalar markets settle on a value in [floor, cap]."""
+    Binary markets have floor = cap = 0; scalar markets settle on a value in [floor, cap].
+    `event_id` (0: none) puts it in an event, for good."""
 
     ticker: str
     kind: int
@@ -141,6 +157,7 @@ class CreateMarket(Record):
     position_limit: int = constants.position_limit_default
     floor: int = 0
     cap: int = 0
+    event_id: int = 0
 
 
 @COMMANDS.define(65)
@@ -167,6 +184,26 @@ class ConfigureMarket(Record):
     taker_fee_bps: int
     maker_fee_bps: int
     position_limit: int
+
+
+@COMMANDS.define(68)
+class CreateEvent(Record):
+    """A group of markets (CreateMarket names it). Mutually exclusive (1): at most one of
+    its markets resolves YES; collateral nets across them and they settle together
+    (SettleEvent). Exhaustive (1, mutually exclusive only): exactly one does."""
+
+    ticker: str
+    mutually_exclusive: int
+    exhaustive: int
+
+
+@COMMANDS.define(69)
+class SettleEvent(Record):
+    """Settle a mutually exclusive event whose markets are all closed: `winner_market_id`
+    settles YES and every other market NO; 0 (not for an exhaustive event): none won."""
+
+    event_id: int
+    winner_market_id: int
 
 
 Command = Record
@@ -209,7 +246,9 @@ __all__ = [
     "CancelOrder",
     "Command",
     "ConfigureMarket",
+    "ConvertNo",
     "CreateAccount",
+    "CreateEvent",
     "CreateMarket",
     "Deposit",
     "MassCancel",
@@ -219,6 +258,7 @@ __all__ = [
     "ResetOrderGroup",
     "SetMarketStatus",
     "SetOrderGroup",
+    "SettleEvent",
     "SettleMarket",
     "Withdraw",
     "command_from_canonical",

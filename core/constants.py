@@ -60,6 +60,12 @@ account_cash_max_cents = 10**12
 exchange_money_max_cents = 2**62
 bank_references_max = 10_000_000
 
+# -- Events (groups of markets; docs/engine.md) -----------------------------------------------
+events_max = 10_000
+# A mutually exclusive event's hold walks the account's markets in it on every fill there:
+# this bounds that walk.
+markets_per_event_max = 256
+
 # -- Names ------------------------------------------------------------------------------------
 ticker_length_max = 32
 account_name_length_max = 64
@@ -81,5 +87,6 @@ assert account_cash_max_cents <= exchange_money_max_cents < 2**63
 assert open_orders_per_account_max <= open_orders_per_market_max
 assert client_order_ids_remembered_per_account_max >= open_orders_per_account_max
 assert batch_commands_max >= 1
+assert 2 <= markets_per_event_max <= markets_max and events_max <= markets_max
 # a position of order_quantity_max at the widest price fits easily in 63 bits with fees
 assert position_limit_max * contract_payout_cents * fee_bps_max * contract_payout_cents < 2**63

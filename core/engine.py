@@ -44,7 +44,9 @@ from .commands import (
     Batch,
     CancelOrder,
     ConfigureMarket,
+    ConvertNo,
     CreateAccount,
+    CreateEvent,
     CreateMarket,
     Deposit,
     MassCancel,
@@ -53,6 +55,7 @@ from .commands import (
     ResetOrderGroup,
     SetMarketStatus,
     SetOrderGroup,
+    SettleEvent,
     SettleMarket,
     Withdraw,
 )
@@ -61,6 +64,8 @@ from .events import (
     AccountCreated,
     CommandRejected,
     Deposited,
+    EventCreated,
+    EventSettled,
     LevelUpdated,
     MarketConfigured,
     MarketCreated,
@@ -72,6 +77,8 @@ from .events import (
     OrderFilled,
     OrderGroupUpdated,
     OrderReplaced,
+    PayoutReleased,
+    PositionsConverted,
     PositionSettled,
     TradePrinted,
     Withdrawn,
@@ -79,12 +86,16 @@ from .events import (
 from .fees import fee_cents
 from .model import (
     Account,
+    AccountEvent,
     AccountMarket,
+    Event,
     Level,
     Market,
     Order,
     OrderGroup,
-    required_hold,
+    event_risk,
+    join_event,
+    market_hold,
     resting_orders,
     taker_fee_bound,
 )
@@ -128,6 +139,10 @@ _EV_DEPOSITED = Deposited.CODE
 _EV_WITHDRAWN = Withdrawn.CODE
 _EV_POSITION_SETTLED = PositionSettled.CODE
 _EV_GROUP = OrderGroupUpdated.CODE
+_EV_CONVERTED = PositionsConverted.CODE
+_EV_RELEASED = PayoutReleased.CODE
+_EV_EVENT_CREATED = EventCreated.CODE
+_EV_EVENT_SETTLED = EventSettled.CODE
 _EV_MARKET_CREATED = MarketCreated.CODE
 _EV_STATUS = MarketStatusChanged.CODE
 _EV_CONFIGURED = MarketConfigured.CODE
@@ -189,9 +204,12 @@ class Engine:
         self.account_ids_by_name: dict[str, int] = {}
         self.markets: dict[int, Market] = {}
         self.market_ids_by_ticker: dict[str, int] = {}
+        self.events: dict[int, Event] = {}  # groups of markets, by event_id
+        self.event_ids_by_ticker: dict[str, int] = {}
         self.orders: dict[int, Order] = {}  # every open order by order_id
         self.next_account_id = 1
         self.next_market_id = 1
+        self.next_event_id = 1
         self.next_order_id = 1
         self.next_trade_id = 1
         self.bank_references: dict[str, int] = {}  # reference -> the account it moved money for
@@ -207,6 +225,7 @@ class Engine:
         self._dirty_levels: list[Level] = []
         self._pending_trims: list[AccountMarket] = []
         self._triggered_groups: list[tuple[Account, OrderGroup]] = []
+        self._dirty_releases: list[AccountEvent] = []  # released payouts moved this command
         self._packer = msgpack.Packer(use_bin_type=True)
         self._handlers = {
             NewOrder.CODE: (len(NewOrder.FIELDS) + 1, self._new_order),
@@ -215,6 +234,7 @@ class Engine:
             MassCancel.CODE: (len(MassCancel.FIELDS) + 1, self._mass_cancel),
             SetOrderGroup.CODE: (len(SetOrderGroup.FIELDS) + 1, self._set_order_group),
             ResetOrderGroup.CODE: (len(ResetOrderGroup.FIELDS) + 1, self._reset_order_group),
+            ConvertNo.CODE: (len(ConvertNo.FIELDS) + 1, self._convert_no),
             CreateAccount.CODE: (len(CreateAccount.FIELDS) + 1, self._create_account),
             Deposit.CODE: (len(Deposit.FIELDS) + 1, self._deposit),
             Withdraw.CODE: (len(Withdraw.FIELDS) + 1, self._withdraw),
@@ -222,6 +242,8 @@ class Engine:
             SetMarketStatus.CODE: (len(SetMarketStatus.FIELDS) + 1, self._set_market_status),
             SettleMarket.CODE: (len(SettleMarket.FIELDS) + 1, self._settle_market),
             ConfigureMarket.CODE: (len(ConfigureMarket.FIELDS) + 1, self._configure_market),
+            CreateEvent.CODE: (len(CreateEvent.FIELDS) + 1, self._create_event),
+            SettleEvent.CODE: (len(SettleEvent.FIELDS) + 1, self._settle_event),
         }
 
     # -- The log ------------------------------------------------------------------------------
@@ -267,6 +289,8 @@ class Engine:
                                 self._flush_trims()
                             if self._triggered_groups:
                                 self._flush_triggered_groups()
+                            if self._dirty_releases:
+                                self._flush_releases()
                             if dirty:
                                 self._flush_levels()
                     else:
@@ -582,9 +606,14 @@ class Engine:
             order.unreached = quantity - effective
         am.add(order)
         if crosses:
-            am.taker_bound = taker_fee_bound(order, position)
-        new_hold = required_hold(am)
-        need = new_hold - am.hold
+            am.taker_bound = taker_fee_bound(order)
+            am.taker_bid = is_bid
+        exclusive = market.exclusive
+        if exclusive is None:
+            new_hold = market_hold(am)
+            need = new_hold - am.hold
+        else:
+            new_hold, need = self._event_hold_with(exclusive, account, am, created)
         if need > account.cash:
             am.remove(order)
             am.taker_bound = 0
@@ -595,9 +624,14 @@ class Engine:
         if created:
             account.markets[market_id] = am
             market.ams[account_id] = am
+            if exclusive is not None:
+                join_event(exclusive, am)
         account.cash -= need
         account.held += need
-        am.hold = new_hold
+        if exclusive is None:
+            am.hold = new_hold
+        else:
+            account.events[exclusive.event_id].hold = new_hold
         account.orders[order_id] = order
         account.open_by_client_id[client_order_id] = order
         self.orders[order_id] = order
@@ -895,13 +929,29 @@ class Engine:
             self._pending_trims.append(am)
         market.escrow += paid - _PAYOUT * redeemed
         if liquidity == _TAKER:
-            am.taker_bound = taker_fee_bound(order, position)
-        old_hold = am.hold
-        new_hold = required_hold(am)
-        am.hold = new_hold
+            am.taker_bound = taker_fee_bound(order)
+        ae = am.account_event
+        if ae is None:
+            old_hold = am.hold
+            new_hold = market_hold(am)
+            am.hold = new_hold
+            released = 0
+        else:
+            old_hold = ae.hold
+            new_hold, now_released = event_risk(ae.event, ae.ams.values(), len(ae.ams))
+            ae.hold = new_hold
+            released = now_released - ae.released  # paid out of escrow (or back into it)
+            if released:
+                ae.released = now_released
+                ae.event.released += released
+                if not ae.dirty:
+                    ae.dirty = True
+                    self._dirty_releases.append(ae)
         account.held += new_hold - old_hold
-        cash = account.cash + old_hold - new_hold - paid - fee + _PAYOUT * redeemed
-        assert cash >= 0, "a fill took more money than the account held for it"
+        cash = account.cash + old_hold - new_hold - paid - fee + _PAYOUT * redeemed + released
+        # The hold covers every way the orders can fill, so no fill can cost more than it
+        # frees (model docstring): available cash never falls on a fill.
+        assert cash >= account.cash, "a fill took more money than the account held for it"
         account.cash = cash
         self.fees_collected += fee
         group = order.group
@@ -1103,9 +1153,9 @@ class Engine:
         order.maker_bound = order.maker_fee_bound()
         am.count(order, 1)
         if crosses:
-            am.taker_bound = taker_fee_bound(order, position)
-        new_hold = required_hold(am)
-        need = new_hold - am.hold
+            am.taker_bound = taker_fee_bound(order)
+            am.taker_bid = is_bid
+        new_hold, need = self._hold_needed(am)
         if need > account.cash:
             am.count(order, -1)
             order.set_price(old_price)
@@ -1116,7 +1166,7 @@ class Engine:
             return self._reject(account, code, new_id, order_id, _R.COLLATERAL_MUST_COVER_ORDER)
         account.cash -= need
         account.held += need
-        am.hold = new_hold
+        self._set_hold(am, new_hold)
         # Leave the old level: the order goes to the back of the queue at its new price.
         level = order.level
         assert level is not None
@@ -1368,14 +1418,17 @@ class Engine:
                 reason,
             )
         )
-        new_hold = required_hold(am)
-        change = new_hold - am.hold
-        if change:
-            am.hold = new_hold
-            account.held += change
-            account.cash -= change
-            assert account.cash >= 0, "a hold grew past the account's cash"
-        if not new_hold and not am.orders and not am.position:
+        if am.account_event is None:
+            new_hold = market_hold(am)
+            change = new_hold - am.hold
+            if change:
+                am.hold = new_hold
+                account.held += change
+                account.cash -= change
+                assert account.cash >= 0, "a hold grew past the account's cash"
+        else:
+            self._rehold(am)
+        if not am.orders and not am.position and not am.hold:
             self._drop(am)
 
     def _emit_cancelled(self, order: Order, quantity: int, reason: int) -> None:
@@ -1415,15 +1468,61 @@ class Engine:
         )
 
     def _rehold(self, am: AccountMarket) -> None:
-        """Bring an AccountMarket's hold to what its orders now require."""
-        new_hold = required_hold(am)
-        change = new_hold - am.hold
+        """Bring the hold that covers an AccountMarket to what its orders now require (its
+        own, or its event's): its orders changed, its positions did not."""
+        ae = am.account_event
+        if ae is None:
+            new_hold = market_hold(am)
+            change = new_hold - am.hold
+            if change:
+                am.hold = new_hold
+        else:
+            new_hold, released = event_risk(ae.event, ae.ams.values(), len(ae.ams))
+            assert released == ae.released, "only a position moves the released payout"
+            change = new_hold - ae.hold
+            if change:
+                ae.hold = new_hold
         if change:
             account = am.account
-            am.hold = new_hold
             account.held += change
             account.cash -= change
             assert account.cash >= 0, "a hold grew past the account's cash"
+
+    @staticmethod
+    def _hold_needed(am: AccountMarket) -> tuple[int, int]:
+        """The hold that covers `am` with its orders as they are now, and how much more
+        than is held that is."""
+        ae = am.account_event
+        if ae is None:
+            new_hold = market_hold(am)
+            return new_hold, new_hold - am.hold
+        new_hold = event_risk(ae.event, ae.ams.values(), len(ae.ams))[0]
+        return new_hold, new_hold - ae.hold
+
+    @staticmethod
+    def _set_hold(am: AccountMarket, new_hold: int) -> None:
+        ae = am.account_event
+        if ae is None:
+            am.hold = new_hold
+        else:
+            ae.hold = new_hold
+
+    @staticmethod
+    def _event_hold_with(
+        event: Event, account: Account, am: AccountMarket, created: bool
+    ) -> tuple[int, int]:
+        """`_hold_needed` for an order in a mutually exclusive event, where `am` may be new
+        (created: not yet one of the account's markets, so not yet in its AccountEvent)."""
+        ae = account.events.get(event.event_id)
+        if ae is None:
+            new_hold = event_risk(event, (am,), 1)[0]
+            return new_hold, new_hold
+        if created:
+            ams = [*ae.ams.values(), am]
+            new_hold = event_risk(event, ams, len(ams))[0]
+        else:
+            new_hold = event_risk(event, ae.ams.values(), len(ae.ams))[0]
+        return new_hold, new_hold - ae.hold
 
     def _drop_if_empty(self, am: AccountMarket) -> None:
         if not am.orders and not am.position and not am.hold:
@@ -1431,12 +1530,22 @@ class Engine:
 
     @staticmethod
     def _drop(am: AccountMarket) -> None:
-        """Forget an AccountMarket with no orders, no position and no hold."""
+        """Forget an AccountMarket with no orders, no position and no hold (and its
+        AccountEvent with it, once that holds none of the account's markets)."""
         account = am.account
         market = am.market
         if account.markets.get(market.market_id) is am:
             del account.markets[market.market_id]
             del market.ams[account.account_id]
+            ae = am.account_event
+            if ae is not None:
+                am.account_event = None
+                del ae.ams[market.market_id]
+                if not ae.ams:
+                    assert not ae.hold and not ae.released, "an empty event holds nothing"
+                    event = ae.event
+                    del account.events[event.event_id]
+                    del event.accounts[account.account_id]
 
     def _touch(self, level: Level) -> None:
         if not level.dirty:
@@ -1466,6 +1575,26 @@ class Engine:
                 if levels[level.price] is level:
                     levels[level.price] = None
         self._dirty_levels.clear()
+
+    def _flush_releases(self) -> None:
+        """One PayoutReleased per AccountEvent whose released payout a command moved, in the
+        order first moved, with the account's cash after the command."""
+        events = self._events
+        for ae in self._dirty_releases:
+            ae.dirty = False
+            account = ae.account
+            account.seq += 1
+            events.append(
+                (
+                    _EV_RELEASED,
+                    account.account_id,
+                    account.seq,
+                    ae.event.event_id,
+                    ae.released,
+                    account.cash,
+                )
+            )
+        self._dirty_releases.clear()
 
     # -- Accounts and money --------------------------------------------------------------
 
@@ -1571,12 +1700,30 @@ class Engine:
     # -- Markets ---------------------------------------------------------------------------
 
     def _create_market(self, command: Any) -> None:
-        code, ticker, kind, close_time_ms, taker_bps, maker_bps, position_limit, floor, cap = (
-            command
-        )
+        (
+            code,
+            ticker,
+            kind,
+            close_time_ms,
+            taker_bps,
+            maker_bps,
+            position_limit,
+            floor,
+            cap,
+            event_id,
+        ) = command
         if type(ticker) is not str or any(
             type(value) is not int
-            for value in (kind, close_time_ms, taker_bps, maker_bps, position_limit, floor, cap)
+            for value in (
+                kind,
+                close_time_ms,
+                taker_bps,
+                maker_bps,
+                position_limit,
+                floor,
+                cap,
+                event_id,
+            )
         ):
             return self._reject(None, code, 0, 0, _R.FIELDS_MUST_HAVE_DECLARED_TYPES)
         if not 0 < len(ticker) <= limits.ticker_length_max or not _TICKER.match(ticker):
@@ -1599,6 +1746,13 @@ class Engine:
             valid_range = -bound <= floor < cap <= bound and cap - floor <= limits.scalar_range_max
         if not valid_range:
             return self._reject(None, code, 0, 0, _R.SCALAR_RANGE_MUST_BE_VALID)
+        event = None
+        if event_id:
+            event = self.events.get(event_id)
+            reason = self._event_refuses_market(event, kind)
+            if reason is not None:
+                related = event_id if 0 < event_id <= _ID_MAX else 0
+                return self._reject(None, code, 0, related, reason)
         if len(self.markets) >= limits.markets_max:
             return self._reject(None, code, 0, 0, _R.MARKETS_MUST_NOT_EXCEED_MAX)
         market_id = self.next_market_id
@@ -1608,6 +1762,11 @@ class Engine:
         )
         self.markets[market_id] = market
         self.market_ids_by_ticker[ticker] = market_id
+        if event is not None:
+            market.event = event
+            if event.mutually_exclusive:
+                market.exclusive = event
+            event.markets.append(market)
         if close_time_ms:
             heapq.heappush(self.close_heap, (close_time_ms, market_id))
         market.seq = 1
@@ -1624,8 +1783,26 @@ class Engine:
                 position_limit,
                 floor,
                 cap,
+                event_id,
             )
         )
+        return None
+
+    @staticmethod
+    def _event_refuses_market(event: Event | None, kind: int) -> Reject | None:
+        """Why a new market cannot join `event`, in precedence order, or None."""
+        if event is None:
+            return _R.EVENT_MUST_EXIST
+        if event.settled:
+            return _R.EVENT_MUST_NOT_BE_SETTLED
+        if event.mutually_exclusive and kind != _BINARY:
+            return _R.EXCLUSIVE_EVENT_MARKETS_MUST_BE_BINARY
+        if event.exhaustive and any(market.status != _PROPOSED for market in event.markets):
+            # Its scenarios are its markets: one more would lower what every account's
+            # positions are sure to pay, which was already released.
+            return _R.EXHAUSTIVE_EVENT_MUST_NOT_HAVE_OPENED
+        if len(event.markets) >= limits.markets_per_event_max:
+            return _R.MARKETS_PER_EVENT_MUST_NOT_EXCEED_MAX
         return None
 
     def _market_for_operator(self, command: Any, fields: int) -> Market | None:
@@ -1674,6 +1851,8 @@ class Engine:
         if market is None:
             return None
         code, market_id, outcome = command
+        if market.exclusive is not None:
+            return self._reject(None, code, 0, market_id, _R.MARKET_MUST_BE_SETTLED_WITH_ITS_EVENT)
         if market.status == _SETTLED and outcome == market.outcome:
             return self._reject(None, code, 0, market_id, _R.EXISTS)  # a retried settlement
         if market.status != _CLOSED:
@@ -1686,6 +1865,14 @@ class Engine:
             if not market.floor <= outcome <= market.cap:
                 return self._reject(None, code, 0, market_id, _R.OUTCOME_MUST_BE_VALID)
             yes_payout = scalar_yes_payout(outcome, market.floor, market.cap)
+        self._pay_positions(market, outcome, yes_payout, 0)
+        return None
+
+    def _pay_positions(self, market: Market, outcome: int, yes_payout: int, house_no: int) -> None:
+        """Settle a closed market: MarketSettled, then every position paid from the escrow
+        (accounts in id order), which ends at exactly 0. `house_no`: the NO contracts the
+        house holds here (an exhaustive event's conversions), paid back to the event."""
+        market_id = market.market_id
         market.status = _SETTLED
         market.outcome = outcome
         market.yes_payout = yes_payout
@@ -1713,10 +1900,14 @@ class Engine:
                 )
             )
             del account.markets[market_id]
+            ae = am.account_event
+            if ae is not None:
+                am.account_event = None
+                del ae.ams[market_id]
         market.ams.clear()
+        market.escrow -= (_PAYOUT - yes_payout) * house_no
         market.open_interest = 0
         assert market.escrow == 0, "settlement must empty the escrow exactly"
-        return None
 
     def _configure_market(self, command: Any) -> None:
         market = self._market_for_operator(command, 4)
@@ -1736,6 +1927,191 @@ class Engine:
         self._events.append(
             (_EV_CONFIGURED, market_id, market.seq, taker_bps, maker_bps, position_limit)
         )
+        return None
+
+    # -- Events -----------------------------------------------------------------------------
+
+    def _create_event(self, command: Any) -> None:
+        code, ticker, mutually_exclusive, exhaustive = command
+        if (
+            type(ticker) is not str
+            or type(mutually_exclusive) is not int
+            or (type(exhaustive) is not int)
+        ):
+            return self._reject(None, code, 0, 0, _R.FIELDS_MUST_HAVE_DECLARED_TYPES)
+        if not 0 < len(ticker) <= limits.ticker_length_max or not _TICKER.match(ticker):
+            return self._reject(None, code, 0, 0, _R.TICKER_MUST_BE_VALID)
+        existing = self.event_ids_by_ticker.get(ticker)
+        if existing is not None:
+            return self._reject(None, code, 0, existing, _R.EXISTS)
+        if mutually_exclusive not in (0, 1) or exhaustive not in (0, mutually_exclusive):
+            return self._reject(None, code, 0, 0, _R.EVENT_FLAGS_MUST_BE_VALID)
+        if len(self.events) >= limits.events_max:
+            return self._reject(None, code, 0, 0, _R.EVENTS_MUST_NOT_EXCEED_MAX)
+        event_id = self.next_event_id
+        self.next_event_id = event_id + 1
+        event = Event(event_id, ticker, bool(mutually_exclusive), bool(exhaustive))
+        self.events[event_id] = event
+        self.event_ids_by_ticker[ticker] = event_id
+        event.seq = 1
+        self._events.append(
+            (_EV_EVENT_CREATED, event_id, 1, ticker, mutually_exclusive, exhaustive)
+        )
+        return None
+
+    def _settle_event(self, command: Any) -> None:
+        code, event_id, winner = command
+        if type(event_id) is not int or type(winner) is not int:
+            return self._reject(None, code, 0, 0, _R.FIELDS_MUST_HAVE_DECLARED_TYPES)
+        event = self.events.get(event_id)
+        if event is None:
+            return self._reject(None, code, 0, 0, _R.EVENT_MUST_EXIST)
+        if not event.mutually_exclusive:
+            return self._reject(None, code, 0, event_id, _R.EVENT_MUST_BE_MUTUALLY_EXCLUSIVE)
+        if event.settled:
+            if winner == event.winner:
+                return self._reject(None, code, 0, event_id, _R.EXISTS)  # a retry
+            return self._reject(None, code, 0, event_id, _R.EVENT_MUST_NOT_BE_SETTLED)
+        if winner:
+            if all(market.market_id != winner for market in event.markets):
+                return self._reject(
+                    None, code, 0, event_id, _R.WINNER_MUST_BE_A_MARKET_OF_THE_EVENT
+                )
+        elif event.exhaustive:
+            return self._reject(None, code, 0, event_id, _R.EXHAUSTIVE_EVENT_MUST_HAVE_A_WINNER)
+        if any(market.status != _CLOSED for market in event.markets):
+            return self._reject(None, code, 0, event_id, _R.EVENT_MARKETS_MUST_BE_CLOSED)
+        event.settled = True
+        event.winner = winner
+        event.seq += 1
+        self._events.append((_EV_EVENT_SETTLED, event_id, event.seq, winner))
+        house_sets = event.house_sets
+        for market in event.markets:
+            won = 1 if market.market_id == winner else 0
+            self._pay_positions(market, won, _PAYOUT * won, house_sets)
+        # Every position was paid in full; what was released ahead goes back now. No cash
+        # goes below 0: the least a set of positions pays is what it had released.
+        events = self._events
+        for account_id in sorted(event.accounts):
+            ae = event.accounts[account_id]
+            assert not ae.ams and not ae.hold, "a settled event holds no markets"
+            account = ae.account
+            del account.events[event_id]
+            if not ae.released:
+                continue
+            account.cash -= ae.released
+            assert account.cash >= 0, "settlement paid less than the payout it had released"
+            event.released -= ae.released
+            ae.released = 0
+            account.seq += 1
+            events.append((_EV_RELEASED, account_id, account.seq, event_id, 0, account.cash))
+        event.accounts.clear()
+        event.released -= event.house_released()
+        event.house_sets = 0
+        assert event.released == 0, "settlement must take back every released payout"
+        return None
+
+    def _convert_no(self, command: Any) -> None:
+        code, account_id, client_order_id, market_id, quantity = command
+        if (
+            type(account_id) is not int
+            or type(client_order_id) is not int
+            or type(market_id) is not int
+            or type(quantity) is not int
+        ):
+            return self._reject(None, code, 0, 0, _R.FIELDS_MUST_HAVE_DECLARED_TYPES)
+        account = self.accounts.get(account_id)
+        if account is None:
+            return self._reject(None, code, 0, 0, _R.ACCOUNT_MUST_EXIST)
+        related = market_id if 0 < market_id <= _ID_MAX else 0
+        if not 0 < client_order_id <= _ID_MAX:
+            return self._reject(account, code, 0, related, _R.CLIENT_ORDER_ID_MUST_BE_IN_RANGE)
+        existing = account.open_by_client_id.get(client_order_id)
+        if existing is not None:
+            return self._reject(account, code, client_order_id, existing.order_id, _R.EXISTS)
+        remembered = account.recent_client_ids.get(client_order_id)
+        if remembered is not None:
+            return self._reject(account, code, client_order_id, remembered, _R.EXISTS)
+        cid = client_order_id
+        if quantity <= 0:
+            return self._reject(account, code, cid, related, _R.QUANTITY_MUST_BE_POSITIVE)
+        if quantity > _QTY_MAX:
+            return self._reject(account, code, cid, related, _R.QUANTITY_MUST_NOT_EXCEED_MAX)
+        market = self.markets.get(market_id)
+        if market is None:
+            return self._reject(account, code, cid, related, _R.MARKET_MUST_EXIST)
+        event = market.exclusive
+        if event is None or not event.exhaustive:
+            return self._reject(account, code, cid, market_id, _R.EVENT_MUST_BE_EXHAUSTIVE)
+        if event.settled:
+            return self._reject(account, code, cid, market_id, _R.EVENT_MUST_NOT_BE_SETTLED)
+        am = account.markets.get(market_id)
+        if am is None or am.position > -quantity:
+            return self._reject(account, code, cid, market_id, _R.NO_POSITION_MUST_COVER_CONVERSION)
+        for other in event.markets:
+            held = account.markets.get(other.market_id)
+            if held is not None:
+                room = other.position_limit - held.position - held.bid_qty
+            else:
+                room = other.position_limit
+            if quantity > room:
+                return self._reject(
+                    account, code, cid, market_id, _R.POSITION_MUST_STAY_WITHIN_LIMIT
+                )
+        # Accepted. Every market's position goes up by `quantity` (a NO less here, a YES
+        # more, or a NO less, everywhere else) and the house takes one NO set per contract:
+        # every scenario pays the account the same less 100 (n - 1) per contract, which
+        # the house's sets pay. Its hold is unchanged (every q and d moves by the same),
+        # and so is its cash: what it is paid, it no longer has released.
+        ae = account.events[event.event_id]
+        # Remembered as an order's is (no order id: 0), so a retry is answered `exists`.
+        self._remember_client_id(account, client_order_id, 0)
+        account.seq += 1
+        self._events.append(
+            (
+                _EV_CONVERTED,
+                account_id,
+                account.seq,
+                client_order_id,
+                event.event_id,
+                market_id,
+                quantity,
+            )
+        )
+        escrow_added = 0
+        emptied = []
+        for other in event.markets:
+            held = account.markets.get(other.market_id)
+            if held is None:
+                held = AccountMarket(account, other)
+                account.markets[other.market_id] = held
+                other.ams[account_id] = held
+                join_event(event, held)
+            before = held.position
+            after = before + quantity
+            yes_added = (after if after > 0 else 0) - (before if before > 0 else 0)
+            other.open_interest += yes_added
+            other.escrow += _PAYOUT * yes_added
+            escrow_added += _PAYOUT * yes_added
+            held.position = after
+            if (held.reduce_bid_qty or held.reduce_ask_qty) and not held.trim_pending:
+                held.trim_pending = True
+                self._pending_trims.append(held)
+            if not after and not held.orders:
+                emptied.append(held)
+        house_released = _PAYOUT * (len(event.markets) - 1) * quantity
+        event.house_sets += quantity
+        new_hold, now_released = event_risk(event, ae.ams.values(), len(ae.ams))
+        assert new_hold == ae.hold, "a conversion leaves the hold as it was"
+        released = now_released - ae.released
+        assert released + house_released == escrow_added, "a conversion moves no cash"
+        event.released += released + house_released
+        ae.released = now_released
+        if released and not ae.dirty:
+            ae.dirty = True
+            self._dirty_releases.append(ae)
+        for held in emptied:
+            self._drop(held)
         return None
 
 

@@ -1,12 +1,14 @@
 """Events: everything the engine says happened, in the order it happened.
 
-Strategy: two numbered streams come out of the engine, so every node numbers them alike.
+Strategy: three numbered streams come out of the engine, so every node numbers them alike.
 - Account events (codes 1-31) carry `account_id` and `account_seq`, numbered 1, 2, ... per
   account: the execution reports and balance changes a session replays after a reconnect.
   A reject of a command that names no existing account has account_id 0 and account_seq 0.
 - Market events (codes 32-63) carry `market_id` and `market_seq`, numbered per market: the
   market-data stream. LevelUpdated gives the absolute quantity of a level, so the book is
   rebuilt from them alone; a level with quantity 0 is gone.
+- Event events (codes 64-95) carry `event_id` and `event_seq`, numbered per event (a group
+  of markets): its creation and its settlement.
 
 Prices in account events are in the terms of the order's side (a BUY_NO fill at 40 paid
 40 cents per NO contract); prices in market events are YES prices.
@@ -22,6 +24,7 @@ EVENTS = Registry("event")
 
 ACCOUNT_EVENT_CODES = range(1, 32)
 MARKET_EVENT_CODES = range(32, 64)
+EVENT_EVENT_CODES = range(64, 96)
 
 
 # -- Account events (1-31) -------------------------------------------------------------------
@@ -156,6 +159,34 @@ class OrderGroupUpdated(Record):
     triggered: int  # 1: new orders of the group are refused until it is reset
 
 
+@EVENTS.define(12)
+class PositionsConverted(Record):
+    """ConvertNo's outcome: `quantity` NO of `market_id` became `quantity` YES of every
+    other market of the event (a NO held there closed instead). The account's cash and hold
+    are unchanged; its released payout moves (PayoutReleased)."""
+
+    account_id: int
+    account_seq: int
+    client_order_id: int
+    event_id: int
+    market_id: int
+    quantity: int
+
+
+@EVENTS.define(13)
+class PayoutReleased(Record):
+    """The payout released to the account in a mutually exclusive event (the least its
+    positions there pay whichever market wins, paid into its cash ahead of settlement)
+    changed in this command, to `released`; `cash` is its available cash after it. At the
+    event's settlement it goes back to 0, after the positions were paid in full."""
+
+    account_id: int
+    account_seq: int
+    event_id: int
+    released: int
+    cash: int
+
+
 # -- Market events (32-63) -------------------------------------------------------------------
 
 
@@ -171,6 +202,7 @@ class MarketCreated(Record):
     position_limit: int
     floor: int
     cap: int
+    event_id: int  # the event it belongs to; 0: none
 
 
 @EVENTS.define(33)
@@ -217,6 +249,29 @@ class MarketSettled(Record):
     yes_payout: int  # cents paid per YES contract; NO contracts get the rest of 100
 
 
+# -- Event events (64-95) --------------------------------------------------------------------
+
+
+@EVENTS.define(64)
+class EventCreated(Record):
+    event_id: int
+    event_seq: int
+    ticker: str
+    mutually_exclusive: int
+    exhaustive: int
+
+
+@EVENTS.define(65)
+class EventSettled(Record):
+    """A mutually exclusive event settled: `winner_market_id` YES (0: none won), every
+    other market NO. MarketSettled and PositionSettled follow for each market, then
+    PayoutReleased (back to 0) for each account that had payout released."""
+
+    event_id: int
+    event_seq: int
+    winner_market_id: int
+
+
 Event = Record
 
 
@@ -227,11 +282,14 @@ def event_from_canonical(value: Any) -> Record:
 __all__ = [
     "ACCOUNT_EVENT_CODES",
     "EVENTS",
+    "EVENT_EVENT_CODES",
     "MARKET_EVENT_CODES",
     "AccountCreated",
     "CommandRejected",
     "Deposited",
     "Event",
+    "EventCreated",
+    "EventSettled",
     "LevelUpdated",
     "MarketConfigured",
     "MarketCreated",
@@ -243,7 +301,9 @@ __all__ = [
     "OrderFilled",
     "OrderGroupUpdated",
     "OrderReplaced",
+    "PayoutReleased",
     "PositionSettled",
+    "PositionsConverted",
     "TradePrinted",
     "Withdrawn",
     "event_from_canonical",

@@ -5,31 +5,48 @@ of a market is two arrays of 100 price levels (index = YES price) with a bit mas
 non-empty ones, so the best price is one bit operation; a level is an intrusive doubly
 linked list of orders in time priority, so adding, filling and cancelling are O(1).
 
-Collateral (docs/engine.md has the worked examples). An account's money in a market is  # float-ok
-held per (account, market) in an AccountMarket. Every resting order pays, per contract, its
-side price x: a bid (buy YES at p) pays x = p, an ask (buy NO) pays x = 100 - p. A bid that
-meets a NO position closes it: the pair is redeemed for 100 at once, so such a fill brings
-money in instead of taking it. The hold of an AccountMarket is
+Collateral (docs/engine.md has the worked examples): the worst case over the outcomes.  # float-ok
+Every resting order pays, per contract, its side price x: a bid (buy YES at p) pays x = p,
+an ask (buy NO) pays x = 100 - p. Per AccountMarket, b is what its bids pay at their
+limits plus every fee they can still cost, a the same for its asks; q is the position.
+In the scenario "YES wins" every ask loses what it pays and every YES held pays 100; in
+"NO wins" the bids lose and the NO held pays. So a market on its own holds
 
-    hold = P(bids, cap = NO held) + P(asks, cap = YES held) + maker fee bound + taker fee bound
+    hold = max(a - 100 max(q, 0), b - 100 max(-q, 0))   (never below 0)
 
-where P(side, cap) is the price of the side's cheapest (N - cap) contracts (N = the side's
-resting contracts). The side's dearest orders are the ones that fill first (price priority),
-so they are the ones that close; the cheapest N - cap are the ones that open a position.
-The fee bounds are exact: for each order, the fee its remaining contracts can still cost
-given the per-order rounding (fees.py). Every fill moves money so that cash never goes
-below zero; the engine asserts it, and check_invariants recomputes every hold.
+Why this is enough, and the least that is: costs are linear in the fills and the payout
+of a scenario is too, so for each scenario the worst fills are every order that loses in
+it, in full; the max over scenarios is then the max over every way the orders can fill
+of what the fills cost less what they add to the least payout. After any fill, what the
+rest can cost is at most that max less what the fill cost: on a fill the account's cash
+never falls (the engine asserts it), and check_invariants recomputes every hold.
+
+A mutually exclusive event nets across its markets (AccountEvent): its scenarios are
+"market k wins", and "none does" unless it is exhaustive. With B the sum of b over the
+account's markets of the event and d_k = a_k - b_k - 100 q_k,
+
+    hold     = B + 100 min_k q_k + max_k d_k
+    released = 100 (N + min_k q_k)        (N: the NO contracts held in the event)
+
+where min and max also take 0 when the account has nothing in some market of the event or
+the event is not exhaustive. `released` is the guaranteed payout (the least the positions
+pay in any scenario), paid to the account's cash ahead of settlement; every fill moves
+it, and settlement pays each position less what was released. A market on its own is the
+event of one market that is not exhaustive: the same formulas give the hold above and
+released 0.
 """
 
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Iterable
 
 from . import constants
 from .fees import fee_cents
 
 PAYOUT = constants.contract_payout_cents
 _GROUP_BUCKETS = 1_024  # time buckets per order group window
+_UNBOUNDED = 2**64  # past any position or money of one market
 
 
 class Order:
@@ -203,6 +220,8 @@ class Market:
         "cap",
         "close_time_ms",
         "escrow",
+        "event",
+        "exclusive",
         "floor",
         "kind",
         "maker_bps",
@@ -251,6 +270,8 @@ class Market:
         self.outcome = 0
         self.yes_payout = 0
         self.ams: dict[int, AccountMarket] = {}  # account_id -> its AccountMarket here
+        self.event: Event | None = None  # the event it belongs to, if any
+        self.exclusive: Event | None = None  # the same, if that event is mutually exclusive
 
     def best_bid(self) -> int:
         return self.bid_mask.bit_length() - 1  # -1 if none
@@ -258,6 +279,49 @@ class Market:
     def best_ask(self) -> int:
         mask = self.ask_mask
         return (mask & -mask).bit_length() - 1  # -1 if none
+
+
+class Event:
+    """A group of markets. Mutually exclusive: at most one of them resolves YES, so
+    collateral nets across them (AccountEvent) and they settle together. Exhaustive: exactly
+    one does, so a NO converts into a YES of every other market, and the exchange keeps
+    the NO sets that conversions leave (`house_sets`: a NO in every market each, which
+    pays exactly 100 (n - 1) whichever market wins)."""
+
+    __slots__ = (
+        "accounts",
+        "event_id",
+        "exhaustive",
+        "house_sets",
+        "markets",
+        "mutually_exclusive",
+        "released",
+        "seq",
+        "settled",
+        "ticker",
+        "winner",
+    )
+
+    def __init__(
+        self, event_id: int, ticker: str, mutually_exclusive: bool, exhaustive: bool
+    ) -> None:
+        self.event_id = event_id
+        self.ticker = ticker
+        self.mutually_exclusive = mutually_exclusive
+        self.exhaustive = exhaustive
+        self.markets: list[Market] = []  # in market id order (the order they joined)
+        self.accounts: dict[int, AccountEvent] = {}  # by account_id
+        self.seq = 0
+        self.settled = False
+        self.winner = 0  # the market that won (0: none), once settled
+        self.house_sets = 0
+        # Paid out of the markets' escrows ahead of settlement: every account's released
+        # payout, and the house's 100 (n - 1) per set.
+        self.released = 0
+
+    def house_released(self) -> int:
+        """What the house's NO sets pay whichever market wins, released at conversion."""
+        return PAYOUT * (len(self.markets) - 1) * self.house_sets
 
 
 class OrderGroup:
@@ -302,6 +366,7 @@ class Account:
     __slots__ = (
         "account_id",
         "cash",
+        "events",
         "groups",
         "held",
         "markets",
@@ -329,26 +394,29 @@ class Account:
         self.recent_queue: deque[tuple[int, int]] = deque()
         self.markets: dict[int, AccountMarket] = {}
         self.groups: dict[int, OrderGroup] = {}  # by order_group_id
+        self.events: dict[int, AccountEvent] = {}  # mutually exclusive events, by event_id
 
 
 class AccountMarket:
-    """An account's position, resting orders and hold in one market."""
+    """An account's position and resting orders in one market, and (in a market on its
+    own) its hold; in a mutually exclusive event the AccountEvent holds for it."""
 
     __slots__ = (
         "account",
+        "account_event",
+        "ask_fee_bound",
         "ask_notional",
-        "ask_prices",
         "ask_qty",
+        "bid_fee_bound",
         "bid_notional",
-        "bid_prices",
         "bid_qty",
         "hold",
-        "maker_bound",
         "market",
         "orders",
         "position",
         "reduce_ask_qty",
         "reduce_bid_qty",
+        "taker_bid",
         "taker_bound",
         "trim_pending",
     )
@@ -356,46 +424,39 @@ class AccountMarket:
     def __init__(self, account: Account, market: Market) -> None:
         self.account = account
         self.market = market
+        self.account_event: AccountEvent | None = None  # set while it belongs to one
         self.position = 0  # + YES contracts, - NO contracts
         self.bid_qty = 0  # resting contracts on each side, and what they pay at their limits
         self.bid_notional = 0
         self.ask_qty = 0
         self.ask_notional = 0
-        # Resting contracts by the price they pay (x), per side: what the hold's "cheapest
-        # N - cap contracts" walks, a few distinct prices instead of every order.
-        self.bid_prices: dict[int, int] = {}
-        self.ask_prices: dict[int, int] = {}
-        self.maker_bound = 0
-        self.taker_bound = 0  # only while an incoming order of this account is matching
+        self.bid_fee_bound = 0  # the maker fee bounds of the side's resting orders
+        self.ask_fee_bound = 0
+        # Only while an incoming order of this account is matching: the most its remaining
+        # contracts can still pay in taker fees, on its side (taker_bid).
+        self.taker_bound = 0
+        self.taker_bid = False
         self.reduce_bid_qty = 0
         self.reduce_ask_qty = 0
-        self.hold = 0
+        self.hold = 0  # a market on its own only; 0 in a mutually exclusive event
         self.orders: dict[int, Order] = {}  # by order_id, in acceptance order
         self.trim_pending = False  # its position moved in this command: check reduce-only
 
     def count(self, order: Order, sign: int) -> None:
         """Add (sign 1) or take away (sign -1) the order's remaining contracts in the sums."""
         remaining = order.remaining * sign
-        x = order.x
         if order.is_bid:
             self.bid_qty += remaining
-            self.bid_notional += x * remaining
-            prices = self.bid_prices
+            self.bid_notional += order.x * remaining
+            self.bid_fee_bound += order.maker_bound * sign
             if order.reduce_only:
                 self.reduce_bid_qty += remaining
         else:
             self.ask_qty += remaining
-            self.ask_notional += x * remaining
-            prices = self.ask_prices
+            self.ask_notional += order.x * remaining
+            self.ask_fee_bound += order.maker_bound * sign
             if order.reduce_only:
                 self.reduce_ask_qty += remaining
-        if remaining:
-            left = prices.get(x, 0) + remaining
-            if left:
-                prices[x] = left
-            else:
-                del prices[x]
-        self.maker_bound += order.maker_bound * sign
 
     def add(self, order: Order) -> None:
         self.count(order, 1)
@@ -408,31 +469,26 @@ class AccountMarket:
     def reduce(self, order: Order, quantity: int) -> None:
         """The order's remaining quantity goes down by `quantity` (filled or trimmed)."""
         order.remaining -= quantity
-        x = order.x
+        # Only an order that holds a maker fee bound (one that can rest) has one to shrink;
+        # the bound never grows as contracts go, so one that holds 0 keeps 0. An incoming
+        # IOC or fill-or-kill order never rests and must not start holding one mid-match.
+        change = 0
+        if order.maker_bound:
+            bound = order.maker_fee_bound()
+            change = bound - order.maker_bound
+            order.maker_bound = bound
         if order.is_bid:
             self.bid_qty -= quantity
-            self.bid_notional -= x * quantity
-            prices = self.bid_prices
+            self.bid_notional -= order.x * quantity
+            self.bid_fee_bound += change
             if order.reduce_only:
                 self.reduce_bid_qty -= quantity
         else:
             self.ask_qty -= quantity
-            self.ask_notional -= x * quantity
-            prices = self.ask_prices
+            self.ask_notional -= order.x * quantity
+            self.ask_fee_bound += change
             if order.reduce_only:
                 self.reduce_ask_qty -= quantity
-        left = prices[x] - quantity
-        if left:
-            prices[x] = left
-        else:
-            del prices[x]
-        # Only an order that holds a maker fee bound (one that can rest) has one to shrink;
-        # the bound never grows as contracts go, so one that holds 0 keeps 0. An incoming
-        # IOC or fill-or-kill order never rests and must not start holding one mid-match.
-        if order.maker_bound:
-            bound = order.maker_fee_bound()
-            self.maker_bound += bound - order.maker_bound
-            order.maker_bound = bound
 
     def is_empty(self) -> bool:
         return not self.orders and not self.position and not self.hold
@@ -443,6 +499,34 @@ class AccountMarket:
         if is_bid:
             return -position if position < 0 else 0
         return position if position > 0 else 0
+
+
+class AccountEvent:
+    """An account's markets in one mutually exclusive event: one hold for all of them, and
+    the payout released to it ahead of settlement (model docstring)."""
+
+    __slots__ = ("account", "ams", "dirty", "event", "hold", "released")
+
+    def __init__(self, account: Account, event: Event) -> None:
+        self.account = account
+        self.event = event
+        self.ams: dict[int, AccountMarket] = {}  # by market_id
+        self.hold = 0
+        self.released = 0
+        self.dirty = False  # released changed in this command: a PayoutReleased is owed
+
+
+def join_event(event: Event, am: AccountMarket) -> AccountEvent:
+    """Put a new AccountMarket of a mutually exclusive event in its account's AccountEvent
+    (made on the account's first market of the event)."""
+    account = am.account
+    ae = account.events.get(event.event_id)
+    if ae is None:
+        ae = account.events[event.event_id] = AccountEvent(account, event)
+        event.accounts[account.account_id] = ae
+    ae.ams[am.market.market_id] = am
+    am.account_event = ae
+    return ae
 
 
 def resting_orders(market: Market) -> list[Order]:
@@ -457,51 +541,69 @@ def resting_orders(market: Market) -> list[Order]:
     return result
 
 
-def required_hold(am: AccountMarket) -> int:
-    """The money an AccountMarket must hold for its resting (and incoming) orders."""
+def side_costs(am: AccountMarket) -> tuple[int, int]:
+    """(b, a): what the account's bids and asks in the market pay if they all fill at their
+    limits, every fee they can still cost included (the incoming order's too)."""
+    bids = am.bid_notional + am.bid_fee_bound
+    asks = am.ask_notional + am.ask_fee_bound
+    taker = am.taker_bound
+    if taker:
+        if am.taker_bid:
+            bids += taker
+        else:
+            asks += taker
+    return bids, asks
+
+
+def market_hold(am: AccountMarket) -> int:
+    """The hold of an account in a market on its own: the worse of its two scenarios."""
+    bids = am.bid_notional + am.bid_fee_bound
+    asks = am.ask_notional + am.ask_fee_bound
+    taker = am.taker_bound
+    if taker:
+        if am.taker_bid:
+            bids += taker
+        else:
+            asks += taker
     position = am.position
-    count = am.bid_qty
-    if not count:
-        bids = 0
-    elif position >= 0:
-        bids = am.bid_notional
-    elif count <= -position:
-        bids = 0
+    if position > 0:
+        asks -= PAYOUT * position
+    elif position < 0:
+        bids += PAYOUT * position
+    return asks if asks > bids else bids
+
+
+def event_risk(event: Event, ams: Iterable[AccountMarket], touched: int) -> tuple[int, int]:
+    """(hold, released) of an account in a mutually exclusive event (model docstring), from
+    its AccountMarkets there (`touched` of them)."""
+    if not touched:
+        return 0, 0
+    if not event.exhaustive or touched < len(event.markets):
+        # a market the account has nothing in (or "none wins") is a scenario with q = d = 0
+        least = most = 0
     else:
-        bids = _cheapest(am, True, count + position)
-    count = am.ask_qty
-    if not count:
-        asks = 0
-    elif position <= 0:
-        asks = am.ask_notional
-    elif count <= position:
-        asks = 0
-    else:
-        asks = _cheapest(am, False, count - position)
-    return bids + asks + am.maker_bound + am.taker_bound
+        least, most = _UNBOUNDED, -_UNBOUNDED
+    bids_total = 0
+    no_held = 0
+    for am in ams:
+        bids, asks = side_costs(am)
+        position = am.position
+        bids_total += bids
+        if position < 0:
+            no_held -= position
+        least = min(least, position)
+        most = max(most, asks - bids - PAYOUT * position)
+    return bids_total + PAYOUT * least + most, PAYOUT * (no_held + least)
 
 
-def _cheapest(am: AccountMarket, is_bid: bool, contracts: int) -> int:
-    """The price of the cheapest `contracts` resting contracts on one side."""
-    total = 0
-    for x, quantity in sorted((am.bid_prices if is_bid else am.ask_prices).items()):
-        take = quantity if quantity < contracts else contracts
-        total += take * x
-        contracts -= take
-        if not contracts:
-            break
-    return total
-
-
-def taker_fee_bound(order: Order, position: int) -> int:
-    """The most the incoming order can still pay in taker fees for the contracts that open
-    a position. Contracts that close one pay their fee out of the redemption (fees.py)."""
+def taker_fee_bound(order: Order) -> int:
+    """The most the incoming order's remaining contracts can still pay in taker fees, at
+    the worst fill price its limit allows (p (100 - p) peaks at 50)."""
     if not order.taker_bps:
-        return 0
-    capacity = -position if order.is_bid else position
-    opening = order.remaining - capacity if capacity > 0 else order.remaining
-    if opening <= 0:
         return 0
     x = order.x
     basis_max = x * (PAYOUT - x) if 2 * x <= PAYOUT else (PAYOUT // 2) * (PAYOUT // 2)
-    return fee_cents(order.taker_bps, order.taker_basis + opening * basis_max) - order.taker_fee
+    return (
+        fee_cents(order.taker_bps, order.taker_basis + order.remaining * basis_max)
+        - order.taker_fee
+    )

@@ -44,6 +44,47 @@ class BookView:
     asks: tuple[LevelView, ...]  # best (lowest) first
 
 
+@dataclass(frozen=True, slots=True)
+class EventView:
+    event_id: int
+    ticker: str
+    mutually_exclusive: bool
+    exhaustive: bool
+    settled: bool
+    winner_market_id: int
+    house_sets: int
+    market_ids: tuple[int, ...]
+    hold: int  # the account's, in a mutually exclusive event; else 0
+    released: int
+
+
+def event(engine: Engine, event_id: int, account_id: int = 0) -> EventView | None:
+    """An event (or, for event_id 0 and a market_id, use `event_of_market`)."""
+    kept = engine.events.get(event_id)
+    if kept is None:
+        return None
+    account = engine.accounts.get(account_id)
+    ae = account.events.get(event_id) if account is not None else None
+    return EventView(
+        kept.event_id,
+        kept.ticker,
+        kept.mutually_exclusive,
+        kept.exhaustive,
+        kept.settled,
+        kept.winner,
+        kept.house_sets,
+        tuple(market.market_id for market in kept.markets),
+        ae.hold if ae is not None else 0,
+        ae.released if ae is not None else 0,
+    )
+
+
+def event_of_market(engine: Engine, market_id: int) -> int:
+    """The id of the event a market belongs to; 0 if none (or no such market)."""
+    market = engine.markets.get(market_id)
+    return market.event.event_id if market is not None and market.event is not None else 0
+
+
 def open_orders(engine: Engine, account_id: int) -> list[OpenOrderView]:
     account = engine.accounts.get(account_id)
     if account is None:

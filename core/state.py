@@ -7,7 +7,7 @@ written in a defined order (ids ascending; resting orders in book priority), so 
 engines in the same state give the same bytes, and `state_digest` is a hash of the state
 itself. The first element is the format version; a reader refuses any other.
 
-    [version, header, bank_references, accounts, markets, orders]
+    [version, header, bank_references, accounts, markets, orders, events]
 """
 
 from __future__ import annotations
@@ -22,15 +22,18 @@ from .engine import Engine
 from .model import (
     Account,
     AccountMarket,
+    Event,
     Level,
     Market,
     Order,
     OrderGroup,
-    required_hold,
+    event_risk,
+    join_event,
+    market_hold,
     resting_orders,
 )
 
-STATE_VERSION = 2  # 2: order groups (accounts' groups, orders' group ids)
+STATE_VERSION = 3  # 2: order groups (accounts' groups, orders' group ids); 3: events
 # The names of each row's fields, in order, for readers of the raw form (the snapshot
 # export): the header, a bank reference, an account, a market, an order.
 HEADER_FIELDS = (
@@ -44,6 +47,7 @@ HEADER_FIELDS = (
     "fees_collected",
     "deposits_total",
     "withdrawals_total",
+    "next_event_id",
 )
 BANK_REFERENCE_FIELDS = ("reference", "account_id")
 ACCOUNT_FIELDS = (
@@ -71,6 +75,7 @@ MARKET_FIELDS = (
     "outcome",
     "yes_payout",
     "positions",
+    "event_id",
 )
 ORDER_FIELDS = (
     "order_id",
@@ -94,6 +99,16 @@ ORDER_FIELDS = (
     "maker_fee",
     "order_group_id",
 )
+EVENT_FIELDS = (
+    "event_id",
+    "ticker",
+    "mutually_exclusive",
+    "exhaustive",
+    "seq",
+    "settled",
+    "winner_market_id",
+    "house_sets",
+)
 _CLOSABLE = (MarketStatus.PROPOSED, MarketStatus.OPEN, MarketStatus.HALTED)
 
 
@@ -113,6 +128,7 @@ def to_state(engine: Engine) -> list[Any]:
         engine.fees_collected,
         engine.deposits_total,
         engine.withdrawals_total,
+        engine.next_event_id,
     ]
     accounts = [
         [
@@ -160,6 +176,7 @@ def to_state(engine: Engine) -> list[Any]:
                 market.outcome,
                 market.yes_payout,
                 positions,
+                market.event.event_id if market.event is not None else 0,
             ]
         )
         for order in resting_orders(market):
@@ -191,7 +208,20 @@ def to_state(engine: Engine) -> list[Any]:
         [reference, engine.bank_references[reference]]
         for reference in sorted(engine.bank_references)
     ]
-    return [STATE_VERSION, header, bank_references, accounts, markets, orders]
+    events = [
+        [
+            event.event_id,
+            event.ticker,
+            int(event.mutually_exclusive),
+            int(event.exhaustive),
+            event.seq,
+            int(event.settled),
+            event.winner,
+            event.house_sets,
+        ]
+        for event in sorted(engine.events.values(), key=lambda e: e.event_id)
+    ]
+    return [STATE_VERSION, header, bank_references, accounts, markets, orders, events]
 
 
 def encode_state(engine: Engine) -> bytes:
@@ -225,7 +255,7 @@ def from_state(state: Any) -> Engine:
 
 
 def _build(state: Any) -> Engine:
-    _, header, bank_references, accounts, markets, orders = state
+    _, header, bank_references, accounts, markets, orders, events = state
     engine = Engine()
     (
         engine.time_ms,
@@ -238,9 +268,27 @@ def _build(state: Any) -> Engine:
         engine.fees_collected,
         engine.deposits_total,
         engine.withdrawals_total,
+        engine.next_event_id,
     ) = header
     engine.state_hash = bytes(engine.state_hash)
     engine.bank_references = {reference: account_id for reference, account_id in bank_references}
+    for (
+        event_id,
+        ticker,
+        mutually_exclusive,
+        exhaustive,
+        seq,
+        settled,
+        winner,
+        house_sets,
+    ) in events:
+        event = Event(event_id, ticker, bool(mutually_exclusive), bool(exhaustive))
+        event.seq = seq
+        event.settled = bool(settled)
+        event.winner = winner
+        event.house_sets = house_sets
+        engine.events[event_id] = event
+        engine.event_ids_by_ticker[ticker] = event_id
     for account_id, name, public_key, cash, seq, recent, groups in accounts:
         account = Account(account_id, name, bytes(public_key))
         account.cash = cash
@@ -272,6 +320,7 @@ def _build(state: Any) -> Engine:
         outcome,
         yes_payout,
         positions,
+        event_id,
     ) in markets:
         market = Market(
             market_id, ticker, kind, close_time_ms, taker_bps, maker_bps, position_limit, floor, cap
@@ -283,6 +332,12 @@ def _build(state: Any) -> Engine:
         market.yes_payout = yes_payout
         engine.markets[market_id] = market
         engine.market_ids_by_ticker[ticker] = market_id
+        if event_id:
+            event = engine.events[event_id]
+            market.event = event
+            if event.mutually_exclusive:
+                market.exclusive = event
+            event.markets.append(market)
         if close_time_ms and status in _CLOSABLE:
             engine.close_heap.append((close_time_ms, market_id))
         for account_id, position in positions:
@@ -293,8 +348,15 @@ def _build(state: Any) -> Engine:
     _place_orders(engine, orders)
     for account in engine.accounts.values():
         for am in account.markets.values():
-            am.hold = required_hold(am)
-            account.held += am.hold
+            if am.account_event is None:
+                am.hold = market_hold(am)
+                account.held += am.hold
+        for ae in account.events.values():
+            ae.hold, ae.released = event_risk(ae.event, ae.ams.values(), len(ae.ams))
+            account.held += ae.hold
+            ae.event.released += ae.released
+    for event in engine.events.values():
+        event.released += event.house_released()
     engine.gtd_heap.sort()
     engine.close_heap.sort()
     return engine
@@ -416,4 +478,6 @@ def _account_market(engine: Engine, account_id: int, market: Market) -> AccountM
         am = AccountMarket(account, market)
         market.ams[account_id] = am
         account.markets[market.market_id] = am
+        if market.exclusive is not None:
+            join_event(market.exclusive, am)
     return am

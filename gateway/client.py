@@ -47,7 +47,7 @@ from .codes import ErrorCode, RemoteProtocolError
 from .keys import public_bytes, sign
 
 _NEW_ORDER, _CANCEL, _REPLACE, _MASS_CANCEL = 1, 2, 3, 4  # engine command codes
-_SET_GROUP, _RESET_GROUP = 5, 6
+_SET_GROUP, _RESET_GROUP, _CONVERT = 5, 6, 7
 
 
 class ConnectionLostError(Exception):
@@ -365,6 +365,8 @@ class Client:
             keys.append((_MASS_CANCEL, report.market_id))
         elif isinstance(report, wire.OrderGroupUpdated):
             keys += [(_SET_GROUP, report.order_group_id), (_RESET_GROUP, report.order_group_id)]
+        elif isinstance(report, wire.PositionsConverted):
+            keys.append((_CONVERT, report.client_order_id))
         elif isinstance(report, wire.OrderRejected):
             if report.command_code == _CANCEL:
                 keys += [(_CANCEL, report.related_id, 0), (_CANCEL, 0, report.client_order_id)]
@@ -534,6 +536,16 @@ class Client:
         message = wire.ResetOrderGroup(order_group_id)
         return await self._request(message, (_RESET_GROUP, order_group_id))
 
+    async def convert_no(
+        self, market_id: int, quantity: int, *, client_order_id: int | None = None
+    ) -> wire.PositionsConverted | wire.OrderRejected:
+        """In an exhaustive event, turn `quantity` NO of `market_id` into a YES of every
+        other market of the event (docs/engine.md, conversions). Exactly once: resent
+        with the same client_order_id, it is answered `exists`."""
+        client_order_id = client_order_id or self.next_client_order_id()
+        message = wire.ConvertNo(client_order_id, market_id, quantity)
+        return await self._request(message, (_CONVERT, client_order_id))
+
     # -- Queries ---------------------------------------------------------------------------
 
     async def _query(self, make: Any) -> Any:
@@ -556,6 +568,15 @@ class Client:
 
     async def book(self, market_id: int, min_applied_index: int = 0) -> wire.Book:
         return await self._query(lambda rid: wire.QueryBook(rid, min_applied_index, market_id))
+
+    async def event(
+        self, event_id: int = 0, *, market_id: int = 0, min_applied_index: int = 0
+    ) -> wire.EventInfo:
+        """An event's markets and flags (by its id, or as the event of `market_id`), with
+        this account's hold and released payout in it."""
+        return await self._query(
+            lambda rid: wire.QueryEvent(rid, min_applied_index, event_id, market_id)
+        )
 
     async def operate(self, command: Any) -> wire.OperatorResult:
         """An operator command (an engine command, or its canonical tuple); operator
@@ -652,7 +673,7 @@ def _is_query(message: wire.Message | type[wire.Message]) -> bool:
 
 def _reference(message: wire.Message) -> int:
     """The id an Error names `message` by (docs/protocol.md 5.1, Error)."""
-    if isinstance(message, wire.NewOrder):
+    if isinstance(message, wire.NewOrder | wire.ConvertNo):
         return message.client_order_id
     if isinstance(message, wire.ReplaceOrder):
         return message.new_client_order_id

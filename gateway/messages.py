@@ -749,7 +749,22 @@ class ResetOrderGroup(Message):
     order_group_id: u32
 
 
-ORDER_ENTRY = (NewOrder, CancelOrder, ReplaceOrder, MassCancel, SetOrderGroup, ResetOrderGroup)
+@message(0x16, Direction.CLIENT_TO_SERVER)
+class ConvertNo(Message):
+    client_order_id: u64  # unique like an order's: a resend is answered `exists`
+    market_id: u32  # a market of an exhaustive event where the account holds the NO
+    quantity: u32  # NO contracts that become a YES in every other market of the event
+
+
+ORDER_ENTRY = (
+    NewOrder,
+    CancelOrder,
+    ReplaceOrder,
+    MassCancel,
+    SetOrderGroup,
+    ResetOrderGroup,
+    ConvertNo,
+)
 
 
 def command_from_order_entry(entry: Message, account_id: int) -> tuple[Any, ...]:
@@ -929,6 +944,25 @@ class OrderGroupUpdated(ExecutionReport):
     triggered: u8  # 1: its orders were cancelled; new ones are refused until it is reset
 
 
+@report(0x2B, 12)
+class PositionsConverted(ExecutionReport):
+    account_seq: u64
+    applied_index: u64
+    client_order_id: u64
+    event_id: u32
+    market_id: u32
+    quantity: u32
+
+
+@report(0x2C, 13)
+class PayoutReleased(ExecutionReport):
+    account_seq: u64
+    applied_index: u64
+    event_id: u32
+    released: u64  # the payout released to the account in the event now, in cents
+    cash: u64  # the account's available cash after it
+
+
 def report_from_event(event: Sequence[Any], applied_index: int) -> ExecutionReport:
     """The execution report of an engine account event in canonical form
     `(code, account_id, account_seq, ...)`, produced by the log entry at `applied_index`.
@@ -983,6 +1017,14 @@ class QueryBook(Message):
     market_id: u32
 
 
+@message(0x34, Direction.CLIENT_TO_SERVER)
+class QueryEvent(Message):
+    request_id: u32
+    min_applied_index: u64
+    event_id: u32  # 0: the event market_id belongs to
+    market_id: u32  # used when event_id is 0
+
+
 @item
 class OpenOrder(Item):
     order_id: u64
@@ -1001,6 +1043,11 @@ class OpenOrder(Item):
 class Position(Item):
     market_id: u32
     position: i64  # + YES contracts, - NO contracts
+
+
+@item
+class EventMarket(Item):
+    market_id: u32
 
 
 @item
@@ -1040,6 +1087,32 @@ class Book(Message):
     status: u8  # MarketStatus
     bids: book_levels[BookLevel]  # best (highest) price first
     asks: book_levels[BookLevel]  # best (lowest) price first
+
+
+@message(0x44, Direction.SERVER_TO_CLIENT)
+class EventInfo(Message):
+    """An event and its markets; for an account session, its hold and released payout
+    there (0 for an operator session, and in an event that is not mutually exclusive)."""
+
+    request_id: u32
+    applied_index: u64
+    event_id: u32
+    mutually_exclusive: u8
+    exhaustive: u8
+    settled: u8
+    winner_market_id: u32  # once settled; 0: none won (or not settled)
+    house_sets: u64  # NO sets conversions left with the house
+    hold: u64
+    released: u64
+    ticker: string
+    markets: query_results[EventMarket]  # in market id order
+
+    def out_of_range(self) -> str | None:
+        if self.mutually_exclusive > 1 or self.exhaustive > self.mutually_exclusive:
+            return "mutually_exclusive and exhaustive are 0 or 1, exhaustive only if exclusive"
+        if self.settled > 1:
+            return f"settled {self.settled} is not 0 or 1"
+        return None
 
 
 # -- 0x50-0x5f: operator commands -------------------------------------------------------------
@@ -1420,7 +1493,9 @@ assert Login.LAYOUT.fields[-1].name == "signature" and Login.LAYOUT.size is not 
 # -- Relations, checked at import -------------------------------------------------------------
 # Every message, at the largest size its layout and the limits allow, fits the frames of the
 # directions it travels; those with a msgpack payload are bounded by the frame alone.
-assert set(REPORTS) == set(range(1, 12)), "one execution report per engine account event"
+assert set(REPORTS) == set(EVENTS.by_code) & set(ACCOUNT_EVENT_CODES), (
+    "one execution report per engine account event"
+)
 for _message in {**MESSAGES, **FEED_MESSAGES}.values():
     _size_max = _message.LAYOUT.size_max
     if _size_max is None:

@@ -466,7 +466,7 @@ class Session:
                 self._refuse(message, ErrorCode.OPERATOR_KEY_REQUIRED, "operator sessions only")
                 return
             self._start(self._node_admin, message)
-        elif isinstance(message, wire.QueryBook):
+        elif isinstance(message, wire.QueryBook | wire.QueryEvent):
             self._start(self._query, message)
         elif isinstance(message, (wire.QueryOpenOrders, wire.QueryPositions, wire.QueryBalance)):
             if not self.account_id:
@@ -655,6 +655,33 @@ class Session:
             elif isinstance(message, wire.QueryBalance):
                 cash, held = queries.balance(engine, account_id) or (0, 0)
                 answer = wire.Balance(message.request_id, index, cash, held)
+            elif isinstance(message, wire.QueryEvent):
+                event_id = message.event_id or queries.event_of_market(engine, message.market_id)
+                event = queries.event(engine, event_id, account_id)
+                if event is None:
+                    self.send(
+                        wire.Error(
+                            int(Reject.EVENT_MUST_EXIST),
+                            message.TYPE,
+                            message.request_id,
+                            "no such event",
+                        )
+                    )
+                    return
+                answer = wire.EventInfo(
+                    message.request_id,
+                    index,
+                    event.event_id,
+                    int(event.mutually_exclusive),
+                    int(event.exhaustive),
+                    int(event.settled),
+                    event.winner_market_id,
+                    event.house_sets,
+                    event.hold,
+                    event.released,
+                    event.ticker,
+                    tuple(wire.EventMarket(market_id) for market_id in event.market_ids),
+                )
             else:
                 view = queries.book(engine, message.market_id)
                 if view is None:

@@ -26,6 +26,7 @@ import msgpack
 from evx.core import (
     ACCOUNT_FIELDS,
     BANK_REFERENCE_FIELDS,
+    EVENT_FIELDS,
     HEADER_FIELDS,
     MARKET_FIELDS,
     ORDER_FIELDS,
@@ -218,6 +219,7 @@ def show(
                 "open_interest": m.open_interest,
                 "escrow": m.escrow,
                 "outcome": m.outcome,
+                "event_id": m.event.event_id if m.event is not None else 0,
             }
         )
         view = queries.book(engine, market_id)
@@ -241,11 +243,21 @@ def show(
                 "market_id": market_id,
                 "ticker": engine.markets[market_id].ticker,
                 "position": am.position,
-                "hold": am.hold,
+                "hold": am.hold,  # 0 in a mutually exclusive event: the event holds
                 "open_orders": len(am.orders),
             }
             for market_id, am in sorted(a.markets.items())
             if market_id in shown_markets and (am.position or am.orders or am.hold)
+        ]
+        in_events = [
+            {
+                "event_id": event_id,
+                "ticker": ae.event.ticker,
+                "hold": ae.hold,
+                "released": ae.released,
+            }
+            for event_id, ae in sorted(a.events.items())
+            if any(market_id in shown_markets for market_id in ae.ams)
         ]
         if market is not None and not holdings:
             continue
@@ -253,11 +265,12 @@ def show(
             {
                 "account_id": account_id,
                 "name": a.name,
-                "cash": a.cash,
+                "cash": a.cash,  # available: held and escrowed money are not in it
                 "held": a.held,
-                "available": a.cash - a.held,
+                "released": sum(ae.released for ae in a.events.values()),  # part of cash
                 "open_orders": len(a.orders),
                 "markets": holdings,
+                "events": in_events,
                 "order_groups": [
                     {
                         "order_group_id": group.group_id,
@@ -278,6 +291,21 @@ def show(
             "fees_collected": engine.fees_collected,
         },
         "markets": markets,
+        "events": [
+            {
+                "event_id": event.event_id,
+                "ticker": event.ticker,
+                "mutually_exclusive": event.mutually_exclusive,
+                "exhaustive": event.exhaustive,
+                "markets": [m.market_id for m in event.markets],
+                "settled": event.settled,
+                "winner_market_id": event.winner,
+                "house_sets": event.house_sets,
+                "released": event.released,
+            }
+            for event in sorted(engine.events.values(), key=lambda e: e.event_id)
+            if market is None or int(market_ids[0]) in [m.market_id for m in event.markets]
+        ],
         "books": books,
         "accounts": accounts,
     }
@@ -426,8 +454,8 @@ def export(data: memoryview, out: IO[str]) -> int:
     unpacker = msgpack.Unpacker(
         _ViewReader(snapshot.state), raw=False, strict_map_key=True, read_size=1 << 20
     )
-    if unpacker.read_array_header() != 6:
-        raise SnapshotError("state_decodes", "the state is not six sections")
+    if unpacker.read_array_header() != 7:
+        raise SnapshotError("state_decodes", "the state is not seven sections")
     version = unpacker.unpack()
     state_header = unpacker.unpack()
     out.write('{"snapshot": ')
@@ -440,6 +468,7 @@ def export(data: memoryview, out: IO[str]) -> int:
         ("accounts", ACCOUNT_FIELDS),
         ("markets", MARKET_FIELDS),
         ("orders", ORDER_FIELDS),
+        ("events", EVENT_FIELDS),
     ):
         out.write(f', "{name}": [')
         for number in range(unpacker.read_array_header()):

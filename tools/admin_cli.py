@@ -28,11 +28,13 @@ import click
 from evx.core import (
     ConfigureMarket,
     CreateAccount,
+    CreateEvent,
     CreateMarket,
     Deposit,
     MarketKind,
     MarketStatus,
     SetMarketStatus,
+    SettleEvent,
     SettleMarket,
     Withdraw,
     constants,
@@ -414,6 +416,7 @@ def _close_time_ms(text: str | None) -> int:
     show_default=True,
     help="contracts per account",
 )
+@click.option("--event", "event_id", type=int, default=0, help="the event it belongs to (an id)")
 def market_create(
     data_dir: Path | None,
     config_path: Path | None,
@@ -425,8 +428,9 @@ def market_create(
     taker_fee_bps: int,
     maker_fee_bps: int,
     position_limit: int,
+    event_id: int,
 ) -> None:
-    """Create market TICKER (proposed: open it to trade)."""
+    """Create market TICKER (proposed: open it to trade), in an event with --event."""
     floor, cap = scalar or (0, 0)
     command = CreateMarket(
         ticker,
@@ -437,6 +441,7 @@ def market_create(
         position_limit=position_limit,
         floor=floor,
         cap=cap,
+        event_id=event_id,
     )
     _operate(data_dir, config_path, operator_key, as_json, command)
 
@@ -508,3 +513,56 @@ def market_configure(
     """Set MARKET_ID's fee schedule and position limit (all three, as they will be)."""
     command = ConfigureMarket(market_id, taker_fee_bps, maker_fee_bps, position_limit)
     _operate(data_dir, config_path, operator_key, as_json, command)
+
+
+@admin.group()
+def event() -> None:
+    """Events: groups of markets; mutually exclusive ones net and settle together."""
+
+
+@event.command("create")
+@_signed
+@click.argument("ticker")
+@click.option(
+    "--kind",
+    type=click.Choice(["exhaustive", "exclusive", "group"]),
+    default="exhaustive",
+    show_default=True,
+    help="exhaustive: exactly one market wins; exclusive: at most one; group: no netting",
+)
+def event_create(
+    data_dir: Path | None,
+    config_path: Path | None,
+    operator_key: Path | None,
+    as_json: bool,
+    ticker: str,
+    kind: str,
+) -> None:
+    """Create event TICKER; then `market create --event ID` each of its markets (all of
+    an exhaustive event's before any opens)."""
+    command = CreateEvent(ticker, int(kind != "group"), int(kind == "exhaustive"))
+    _operate(data_dir, config_path, operator_key, as_json, command)
+
+
+@event.command("settle")
+@_signed
+@click.argument("event_id", type=int)
+@click.argument("winner")
+def event_settle(
+    data_dir: Path | None,
+    config_path: Path | None,
+    operator_key: Path | None,
+    as_json: bool,
+    event_id: int,
+    winner: str,
+) -> None:
+    """Settle EVENT_ID once its markets are closed: WINNER is the market that won (its id),
+    or none (not for an exhaustive event). Every other market settles NO."""
+    if winner.lower() == "none":
+        winner_id = 0
+    else:
+        try:
+            winner_id = int(winner)
+        except ValueError:
+            raise click.BadParameter("a market id, or none", param_hint="WINNER") from None
+    _operate(data_dir, config_path, operator_key, as_json, SettleEvent(event_id, winner_id))

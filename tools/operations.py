@@ -26,6 +26,8 @@ from evx.core import (
     AccountCreated,
     CommandRejected,
     Deposited,
+    EventCreated,
+    EventSettled,
     MarketConfigured,
     MarketCreated,
     MarketKind,
@@ -132,6 +134,13 @@ def _exists(command: Any, rejected: CommandRejected) -> str:
         )
     if what == "SettleMarket":
         return f"already done, nothing changed: market {command.market_id} is settled so"
+    if what == "CreateEvent":
+        return (
+            f"already done, nothing changed: event {rejected.related_id} has ticker "
+            f"{command.ticker!r}"
+        )
+    if what == "SettleEvent":
+        return f"already done, nothing changed: event {command.event_id} is settled so"
     return "already done, nothing changed"
 
 
@@ -153,9 +162,30 @@ def _done(outcome: Any, events: list[Any], event_count: int) -> str:
         scalar = ""
         if outcome.kind == MarketKind.SCALAR:
             scalar = f" on [{outcome.floor}, {outcome.cap}]"
+        event = f" in event {outcome.event_id}" if outcome.event_id else ""
         return (
-            f"market {outcome.market_id} {outcome.ticker} created ({kind}{scalar}), proposed: "
-            f"open it to trade"
+            f"market {outcome.market_id} {outcome.ticker} created ({kind}{scalar}){event}, "
+            f"proposed: open it to trade"
+        )
+    if isinstance(outcome, EventCreated):
+        kind = (
+            "exhaustive: exactly one market wins"
+            if outcome.exhaustive
+            else "mutually exclusive: at most one market wins"
+            if outcome.mutually_exclusive
+            else "a group: its markets stay on their own"
+        )
+        return (
+            f"event {outcome.event_id} {outcome.ticker} created ({kind}); add its markets "
+            f"with market create --event {outcome.event_id}"
+        )
+    if isinstance(outcome, EventSettled):
+        paid = sum(1 for event in events if isinstance(event, PositionSettled))
+        shown = "" if len(events) == event_count else f" (of {event_count} events, {paid} shown)"
+        won = f"market {outcome.winner_market_id} won" if outcome.winner_market_id else "none won"
+        return (
+            f"event {outcome.event_id} settled: {won}, every other market NO; "
+            f"{event_count - 1} events{shown}"
         )
     if isinstance(outcome, MarketStatusChanged):
         status = MarketStatus(outcome.status).name.lower()

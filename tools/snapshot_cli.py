@@ -106,7 +106,7 @@ def list_command(source: str, as_json: bool) -> None:
 @click.option("--levels", default=10, show_default=True, help="book levels per side")
 @click.option(
     "--section",
-    type=click.Choice(["all", "markets", "books", "accounts"]),
+    type=click.Choice(["all", "markets", "events", "books", "accounts"]),
     default="all",
     show_default=True,
 )
@@ -151,6 +151,29 @@ def show_command(
                 ],
             )
         )
+    if view.get("events"):
+        tables.append(
+            _table(
+                "events",
+                ["id", "ticker", "kind", "markets", "settled", "house sets", "released"],
+                [
+                    [
+                        e["event_id"],
+                        e["ticker"],
+                        "exhaustive"
+                        if e["exhaustive"]
+                        else "exclusive"
+                        if e["mutually_exclusive"]
+                        else "group",
+                        " ".join(str(m) for m in e["markets"]),
+                        f"won by {e['winner_market_id'] or 'none'}" if e["settled"] else "",
+                        e["house_sets"],
+                        e["released"],
+                    ]
+                    for e in view["events"]
+                ],
+            )
+        )
     for book in view.get("books", []):
         depth = max(len(book["bids"]), len(book["asks"]))
         rows = []
@@ -170,14 +193,14 @@ def show_command(
         tables.append(
             _table(
                 "accounts",
-                ["id", "name", "cash", "held", "available", "open orders", "positions", "groups"],
+                ["id", "name", "cash", "held", "released", "open orders", "positions", "groups"],
                 [
                     [
                         a["account_id"],
                         a["name"],
                         a["cash"],
                         a["held"],
-                        a["available"],
+                        a["released"],
                         a["open_orders"],
                         _positions(a["markets"]),
                         " ".join(

@@ -26,6 +26,7 @@ EXPECTED_COMMAND_CODES = {
     "MassCancel": 4,
     "SetOrderGroup": 5,
     "ResetOrderGroup": 6,
+    "ConvertNo": 7,
     "CreateAccount": 32,
     "Deposit": 33,
     "Withdraw": 34,
@@ -33,6 +34,8 @@ EXPECTED_COMMAND_CODES = {
     "SetMarketStatus": 65,
     "SettleMarket": 66,
     "ConfigureMarket": 67,
+    "CreateEvent": 68,
+    "SettleEvent": 69,
 }
 EXPECTED_EVENT_CODES = {
     "OrderAccepted": 1,
@@ -46,12 +49,16 @@ EXPECTED_EVENT_CODES = {
     "Withdrawn": 9,
     "PositionSettled": 10,
     "OrderGroupUpdated": 11,
+    "PositionsConverted": 12,
+    "PayoutReleased": 13,
     "MarketCreated": 32,
     "MarketStatusChanged": 33,
     "MarketConfigured": 34,
     "LevelUpdated": 35,
     "TradePrinted": 36,
     "MarketSettled": 37,
+    "EventCreated": 64,
+    "EventSettled": 65,
 }
 
 

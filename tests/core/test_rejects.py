@@ -38,7 +38,9 @@ from evx.core import (
     CancelOrder,
     CommandRejected,
     ConfigureMarket,
+    ConvertNo,
     CreateAccount,
+    CreateEvent,
     CreateMarket,
     Deposit,
     MarketKind,
@@ -55,6 +57,7 @@ from evx.core import (
     ResetOrderGroup,
     SetMarketStatus,
     SetOrderGroup,
+    SettleEvent,
     SettleMarket,
     Side,
     TimeInForce,
@@ -84,6 +87,13 @@ class World(Scenario):
     def __init__(self, **options: Any) -> None:
         super().__init__(**options)
         self.market_ids = {"MKT": self.market_id}
+        self.event_ids: dict[str, int] = {}
+
+    def add_event(self, ticker: str, mutually_exclusive: int, exhaustive: int) -> int:
+        created = self.harness.do(CreateEvent(ticker, mutually_exclusive, exhaustive))
+        assert not isinstance(created[0], CommandRejected), created
+        self.event_ids[ticker] = created[0].event_id
+        return created[0].event_id
 
     def add_market(
         self,
@@ -93,8 +103,13 @@ class World(Scenario):
         floor: int = 0,
         cap: int = 0,
         settle_with: int | None = None,
+        event: str = "",
     ) -> int:
-        created = self.harness.do(CreateMarket(ticker, kind, floor=floor, cap=cap))
+        event_id = self.event_ids[event] if event else 0
+        created = self.harness.do(
+            CreateMarket(ticker, kind, floor=floor, cap=cap, event_id=event_id)
+        )
+        assert not isinstance(created[0], CommandRejected), created
         market_id = created[0].market_id
         for status in statuses:
             changed = self.harness.do(SetMarketStatus(market_id, status))
@@ -141,6 +156,10 @@ def order_of(name: str, client_order_id: int) -> Callable[[World], int]:
 
 def market_of(ticker: str) -> Callable[[World], int]:
     return lambda world: world.market_ids[ticker]
+
+
+def event_of(ticker: str) -> Callable[[World], int]:
+    return lambda world: world.event_ids[ticker]
 
 
 def batch_time(plus: int = 0) -> Callable[[World], int]:
@@ -243,6 +262,26 @@ def configure(ticker: str = "MKT", **fields: Value):
     return _command(ConfigureMarket, defaults, fields)
 
 
+def create_event(**fields: Value):
+    defaults = {"ticker": "NEW", "mutually_exclusive": 1, "exhaustive": 0}
+    return _command(CreateEvent, defaults, fields)
+
+
+def settle_event(ticker: str = "RACE", **fields: Value):
+    defaults = {"event_id": event_of(ticker), "winner_market_id": market_of("X")}
+    return _command(SettleEvent, defaults, fields)
+
+
+def convert(actor: str = "alice", **fields: Value):
+    defaults = {
+        "account_id": account_of(actor),
+        "client_order_id": 100,
+        "market_id": market_of("A"),
+        "quantity": 1,
+    }
+    return _command(ConvertNo, defaults, fields)
+
+
 def canonical(build: Callable[[World], Record], edit: Callable[[tuple], Any]):
     """A command in canonical form, edited into something the engine must not accept."""
     return lambda world: edit(build(world).to_canonical())
@@ -267,6 +306,42 @@ def with_markets(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
     world.add_market("CLOSED", CLOSED)
     world.add_market("SETTLED", CLOSED, settle_with=1)
     world.add_market("SCALAR", CLOSED, kind=SCALAR, floor=0, cap=1_000)
+
+
+def with_events(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Events besides MKT: ELECT (exhaustive) of A, B and C, open, where alice holds 2 NO
+    of A (bought from bob at 60); RACE (mutually exclusive, not exhaustive) of X and Y,
+    closed; CLUB (a plain group) of G, closed; DONE (exhaustive) of D1 and D2, settled
+    with D1."""
+    world.add_event("ELECT", 1, 1)
+    for ticker in ("A", "B", "C"):  # every market of an exhaustive event before any opens
+        world.add_market(ticker, event="ELECT")
+    for ticker in ("A", "B", "C"):
+        world.harness.do(SetMarketStatus(world.market_ids[ticker], OPEN))
+    alice, bob, a = world.account_id("alice"), world.account_id("bob"), world.market_ids["A"]
+    world.harness.do(NewOrder(bob, 50, a, BUY_YES, 40, 2))
+    filled = world.harness.do(NewOrder(alice, 50, a, BUY_NO, 60, 2))
+    assert any(type(event).__name__ == "OrderFilled" for event in filled), filled
+    world.add_event("RACE", 1, 0)
+    world.add_market("X", CLOSED, event="RACE")
+    world.add_market("Y", CLOSED, event="RACE")
+    world.add_event("CLUB", 0, 0)
+    world.add_market("G", CLOSED, event="CLUB")
+    world.add_event("DONE", 1, 1)
+    world.add_market("D1", event="DONE")
+    world.add_market("D2", CLOSED, event="DONE")
+    world.harness.do(SetMarketStatus(world.market_ids["D1"], CLOSED))
+    settled = world.harness.do(SettleEvent(world.event_ids["DONE"], world.market_ids["D1"]))
+    assert not isinstance(settled[0], CommandRejected), settled
+
+
+def full_event(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Event PAIR (mutually exclusive) of P1 and P2, with markets_per_event_max lowered
+    to 2."""
+    world.add_event("PAIR", 1, 0)
+    world.add_market("P1", event="PAIR")
+    world.add_market("P2", event="PAIR")
+    lower(monkeypatch, "markets_per_event_max", 2)
 
 
 def limited(name: str, value: int, table: str = NONE) -> Setup:
@@ -348,7 +423,7 @@ TABLE = [
     row("command_must_be_well_formed", "a field too many", NONE, TOO_MANY_FIELDS),
     row("command_must_be_well_formed", "not an array", NONE, lambda world: None),
     row("command_must_be_well_formed", "an empty array", NONE, lambda world: ()),
-    row("command_code_must_be_known", "unused code", NONE, lambda world: (7, 1, 2)),
+    row("command_code_must_be_known", "unused code", NONE, lambda world: (8, 1, 2)),
     row("command_code_must_be_known", "code as a string", NONE,
         canonical(new_order(), lambda fields: ("1", *fields[1:]))),
     row("command_code_must_be_known", "code as a bool", NONE,
@@ -379,6 +454,17 @@ TABLE = [
     row("exists", "account name taken", NONE, create_account(name="alice"), None,
         account_of("alice")),
     row("exists", "ticker taken", NONE, create_market(ticker="MKT"), None, market_of("MKT")),
+    row("exists", "event ticker taken", with_events, create_event(ticker="ELECT"), None,
+        event_of("ELECT")),
+    row("exists", "event settled again with its winner", with_events,
+        settle_event("DONE", winner_market_id=market_of("D1")), None, event_of("DONE")),
+    row("exists", "conversion reuses an open order's id",
+        lambda world, monkeypatch: (world.run(ALICE_RESTS), with_events(world, monkeypatch)),
+        convert(client_order_id=1), "alice", order_of("alice", 1)),
+    row("exists", "conversion retried",
+        lambda world, monkeypatch: (with_events(world, monkeypatch),
+                                    world.harness.do(convert()(world))),
+        convert(), "alice", 0),
     row("exists", "deposit reuses a bank reference", NONE,
         deposit(bank_reference="seed-alice"), None, account_of("alice")),
     row("exists", "withdrawal reuses a bank reference", NONE,
@@ -390,11 +476,16 @@ TABLE = [
     row("account_must_exist", "mass cancel", NONE, mass_cancel(account_id=999)),
     row("account_must_exist", "deposit", NONE, deposit(account_id=999)),
     row("account_must_exist", "withdrawal", NONE, withdraw(account_id=999)),
+    row("account_must_exist", "conversion", with_events, convert(account_id=999)),
     row("market_must_exist", "new order", NONE, new_order(market_id=999), "alice"),
     row("market_must_exist", "mass cancel", NONE, mass_cancel(market_id=999), "alice", 999),
     row("market_must_exist", "set status", NONE, set_status(market_id=999)),
     row("market_must_exist", "settle", NONE, settle(market_id=999)),
     row("market_must_exist", "configure", NONE, configure(market_id=999)),
+    row("market_must_exist", "conversion", NONE, convert(market_id=999), "alice", 999),
+    row("event_must_exist", "new market", NONE, create_market(event_id=999), None, 999),
+    row("event_must_exist", "new market in event -1", NONE, create_market(event_id=-1)),
+    row("event_must_exist", "settle", NONE, settle_event(event_id=999, winner_market_id=0)),
     row("order_must_exist", "cancel of an unknown order id", NONE,
         cancel_order(order_id=999), "alice", 999),
     row("order_must_exist", "cancel of an unknown client order id", NONE,
@@ -425,6 +516,8 @@ TABLE = [
     row("client_order_id_must_be_in_range", "replace to zero, by order id", ALICE_RESTS,
         replace_order(order_id=order_of("alice", 1), new_client_order_id=0), "alice",
         order_of("alice", 1)),
+    row("client_order_id_must_be_in_range", "conversion with 0", with_events,
+        convert(client_order_id=0), "alice", market_of("A")),
     row("side_must_be_known", "zero", NONE, new_order(side=0), "alice"),
     row("side_must_be_known", "five", NONE, new_order(side=5), "alice"),
     row("order_type_must_be_known", "zero", NONE, new_order(order_type=0), "alice"),
@@ -454,6 +547,10 @@ TABLE = [
         new_order(quantity=limits.order_quantity_max + 1), "alice"),
     row("quantity_must_not_exceed_max", "replace to one over", ALICE_RESTS,
         replace_order(quantity=limits.order_quantity_max + 1), "alice", order_of("alice", 1)),
+    row("quantity_must_be_positive", "conversion of 0", with_events, convert(quantity=0),
+        "alice", market_of("A")),
+    row("quantity_must_not_exceed_max", "conversion of one over", with_events,
+        convert(quantity=limits.order_quantity_max + 1), "alice", market_of("A")),
     row("flags_must_be_known", "flag 4", NONE, new_order(flags=4), "alice"),
     row("flags_must_be_known", "negative", NONE, new_order(flags=-1), "alice"),
     row("post_only_must_be_a_resting_limit", "ioc", NONE,
@@ -559,6 +656,24 @@ TABLE = [
         new_order(order_group_id=3), "alice", 3),
     row("order_groups_per_account_must_not_exceed_max", "a second", many_groups,
         set_group(order_group_id=4), "alice", 4),
+    row("event_must_be_exhaustive", "conversion in a market on its own", NONE, convert(
+        market_id=market_of("MKT")), "alice", market_of("MKT")),
+    row("event_must_be_exhaustive", "conversion where none may win", with_events,
+        convert(market_id=market_of("X")), "alice", market_of("X")),
+    row("event_must_be_exhaustive", "conversion in a plain group", with_events,
+        convert(market_id=market_of("G")), "alice", market_of("G")),
+    row("event_must_not_be_settled", "conversion", with_events,
+        convert(market_id=market_of("D2")), "alice", market_of("D2")),
+    row("no_position_must_cover_conversion", "no position", with_events,
+        convert(market_id=market_of("B")), "alice", market_of("B")),
+    row("no_position_must_cover_conversion", "one NO more than held", with_events,
+        convert(quantity=3), "alice", market_of("A")),
+    row("no_position_must_cover_conversion", "YES held", with_events,
+        convert("bob"), "bob", market_of("A")),
+    row("position_must_stay_within_limit", "conversion past the limit elsewhere",
+        lambda world, monkeypatch: (with_events(world, monkeypatch), world.harness.do(
+            ConfigureMarket(world.market_ids["C"], 700, 0, 1))),
+        convert(quantity=2), "alice", market_of("A")),
     row("open_orders_per_market_must_not_exceed_max", "gtc",
         limited("open_orders_per_market_max", 2,
                 "alice buy_yes 1 @ 10 -> accepted; rests 1\n"
@@ -674,6 +789,34 @@ TABLE = [
         settle("SCALAR", outcome=-1), None, market_of("SCALAR")),
     row("market_must_not_be_settled", "configure", with_markets, configure("SETTLED"), None,
         market_of("SETTLED")),
+    row("ticker_must_be_valid", "event in lower case", NONE, create_event(ticker="new")),
+    row("event_flags_must_be_valid", "exhaustive but not exclusive", NONE,
+        create_event(mutually_exclusive=0, exhaustive=1)),
+    row("event_flags_must_be_valid", "exclusive 2", NONE, create_event(mutually_exclusive=2)),
+    row("event_flags_must_be_valid", "exhaustive -1", NONE, create_event(exhaustive=-1)),
+    row("events_must_not_exceed_max", "a fifth event",
+        lambda world, monkeypatch: (with_events(world, monkeypatch),
+                                    lower(monkeypatch, "events_max", 4)), create_event()),
+    row("markets_per_event_must_not_exceed_max", "a third market", full_event,
+        create_market(event_id=event_of("PAIR")), None, event_of("PAIR")),
+    row("exclusive_event_markets_must_be_binary", "scalar", with_events,
+        create_market(kind=SCALAR, cap=10, event_id=event_of("RACE")), None, event_of("RACE")),
+    row("event_must_not_be_settled", "new market", with_events,
+        create_market(event_id=event_of("DONE")), None, event_of("DONE")),
+    row("event_must_not_be_settled", "settled again with another winner", with_events,
+        settle_event("DONE", winner_market_id=market_of("D2")), None, event_of("DONE")),
+    row("exhaustive_event_must_not_have_opened", "new market", with_events,
+        create_market(event_id=event_of("ELECT")), None, event_of("ELECT")),
+    row("market_must_be_settled_with_its_event", "settle one market", with_events,
+        settle("X"), None, market_of("X")),
+    row("event_must_be_mutually_exclusive", "settle a plain group", with_events,
+        settle_event("CLUB", winner_market_id=market_of("G")), None, event_of("CLUB")),
+    row("winner_must_be_a_market_of_the_event", "another event's market", with_events,
+        settle_event(winner_market_id=market_of("A")), None, event_of("RACE")),
+    row("exhaustive_event_must_have_a_winner", "none won", with_events,
+        settle_event("ELECT", winner_market_id=0), None, event_of("ELECT")),
+    row("event_markets_must_be_closed", "open markets", with_events,
+        settle_event("ELECT", winner_market_id=market_of("A")), None, event_of("ELECT")),
 ]  # fmt: skip
 
 
@@ -691,7 +834,7 @@ def expected_client_order_id(command: Any, rule: str, account: str | None) -> in
     none, the account is unknown, or the id itself is out of range."""
     if account is None or rule == "client_order_id_must_be_in_range":
         return 0
-    if isinstance(command, NewOrder | CancelOrder):
+    if isinstance(command, NewOrder | CancelOrder | ConvertNo):
         return command.client_order_id
     if isinstance(command, ReplaceOrder):
         return command.new_client_order_id
@@ -1102,6 +1245,70 @@ def test_market_operator_rules_come_in_their_order(monkeypatch: pytest.MonkeyPat
     ], "MarketSettled")  # fmt: skip
 
 
+def test_event_rules_come_in_their_order(monkeypatch: pytest.MonkeyPatch) -> None:
+    world = World()
+    with_events(world, monkeypatch)
+    restore = lower(monkeypatch, "events_max", 4)
+    peel(world, CreateEvent(b"NEW", 2, 1), [
+        ("fields_must_have_declared_types", change(ticker="new")),
+        ("ticker_must_be_valid", change(ticker="ELECT")),
+        ("exists", change(ticker="NEW")),
+        ("event_flags_must_be_valid", change(mutually_exclusive=1)),
+        ("events_must_not_exceed_max", after(restore)),
+    ], "EventCreated")  # fmt: skip
+    world.add_event("DUO", 1, 0)
+    r1 = world.add_market("R1", event="DUO")
+    r2 = world.add_market("R2", OPEN, event="DUO")
+    world.harness.do(SetMarketStatus(r1, CLOSED))
+    duo, done, club = world.event_ids["DUO"], world.event_ids["DONE"], world.event_ids["CLUB"]
+    close_r2 = operator(world, SetMarketStatus(r2, CLOSED))
+    peel(world, SettleEvent("1", world.market_id), [
+        ("fields_must_have_declared_types", change(event_id=999)),
+        ("event_must_exist", change(event_id=club)),
+        ("event_must_be_mutually_exclusive", change(event_id=done)),
+        ("event_must_not_be_settled", change(event_id=duo)),
+        ("winner_must_be_a_market_of_the_event", change(winner_market_id=r1)),
+        ("event_markets_must_be_closed", after(close_r2)),
+    ], "EventSettled")  # fmt: skip
+
+
+def test_conversion_rules_come_in_their_order(monkeypatch: pytest.MonkeyPatch) -> None:
+    world = World()
+    with_events(world, monkeypatch)
+    alice, a = world.account_id("alice"), world.market_ids["A"]
+    world.harness.do(ConfigureMarket(world.market_ids["C"], 700, 0, 1))
+    peel(world, ConvertNo("1", 0, 999, 0), [
+        ("fields_must_have_declared_types", change(account_id=999)),
+        ("account_must_exist", change(account_id=alice)),
+        ("client_order_id_must_be_in_range", change(client_order_id=50)),  # alice's bid's
+        ("exists", change(client_order_id=100)),
+        ("quantity_must_be_positive", change(quantity=3)),
+        ("market_must_exist", change(market_id=world.market_ids["X"])),
+        ("event_must_be_exhaustive", change(market_id=world.market_ids["D1"])),
+        ("event_must_not_be_settled", change(market_id=a)),
+        ("no_position_must_cover_conversion", change(quantity=2)),
+        ("position_must_stay_within_limit", change(quantity=1)),
+    ], "PositionsConverted")  # fmt: skip
+
+
+def test_event_market_rules_come_in_their_order(monkeypatch: pytest.MonkeyPatch) -> None:
+    world = World()
+    with_events(world, monkeypatch)
+    world.add_event("TRIO", 1, 0)
+    for ticker in ("T1", "T2", "T3"):
+        world.add_market(ticker, event="TRIO")
+    restore = lower(monkeypatch, "markets_per_event_max", 3)  # TRIO and ELECT are full
+    peel(world, CreateMarket("NEW", SCALAR, cap=10, event_id=999), [
+        ("event_must_exist", change(event_id=world.event_ids["DONE"])),
+        ("event_must_not_be_settled", change(event_id=world.event_ids["TRIO"])),
+        ("exclusive_event_markets_must_be_binary", change(kind=BINARY, cap=0)),
+        ("markets_per_event_must_not_exceed_max", after(restore)),
+    ], "MarketCreated")  # fmt: skip
+    peel(world, CreateMarket("NEW2", BINARY, event_id=world.event_ids["ELECT"]), [
+        ("exhaustive_event_must_not_have_opened", change(event_id=world.event_ids["CLUB"])),
+    ], "MarketCreated")  # fmt: skip
+
+
 RETRIES = [
     pytest.param("op halt -> ok", id="market halted since"),
     pytest.param("op close -> ok", id="market closed since"),
@@ -1216,7 +1423,7 @@ def test_a_batch_over_the_limit_rejects_every_command(monkeypatch: pytest.Monkey
     assert [type(outcome).__name__ for outcome in outcomes] == ["Deposited", "OrderAccepted"]
 
 
-UNKNOWN_CODES = [0, 7, 31, 35, 63, 68, 96, 999, -1, limits.id_max + 1, 2**64, "1", 1.0, True,
+UNKNOWN_CODES = [0, 8, 31, 35, 63, 70, 96, 999, -1, limits.id_max + 1, 2**64, "1", 1.0, True,
                  None, b"\x01"]  # fmt: skip
 
 
@@ -1261,6 +1468,9 @@ def valid_command_of_each_code(world: World) -> dict[int, Record]:
         SetMarketStatus(market_id, HALTED),
         SettleMarket(world.market_ids["CLOSED"], 1),
         ConfigureMarket(market_id, 700, 0, 1_000),
+        ConvertNo(alice, 101, world.market_ids["A"], 1),
+        CreateEvent("OTHER", 1, 1),
+        SettleEvent(world.event_ids["RACE"], 0),
     ]
     return {command.CODE: command for command in commands}
 
@@ -1281,6 +1491,7 @@ def test_every_field_of_every_command_has_its_type_checked(
     world = World()
     world.run(ALICE_RESTS)
     with_markets(world, monkeypatch)
+    with_events(world, monkeypatch)
     world.harness.do(SetOrderGroup(world.account_id("alice"), 3, 100, 60_000))  # to reset
     base = valid_command_of_each_code(world)
     assert set(base) == set(COMMANDS.by_code), "every command code needs a valid example"

@@ -304,24 +304,30 @@ def test_l_client_order_ids_are_answered_exists() -> None:
 
 
 def test_m_the_worked_collateral_example_of_docs_engine_md() -> None:
-    """docs/engine.md section 4, row by row."""
+    """docs/engine.md section 4, row by row: the hold is the worse of the two scenarios,
+    YES wins (the asks lose what they pay, the YES held pays 100 each) or NO wins (the
+    bids lose, the NO held pays)."""
     s = Scenario()
     s.run("""
-    alice buy_yes 10 @ 40           -> accepted; rests 10
+    alice buy_yes 10 @ 40           -> accepted; rests 10       # NO wins: bids lose 400
     """)
     s.expect("alice", cash=9_600, held=400)
     s.run("""
     bob   sell_yes 4 @ 40           -> accepted; filled 4@40; fee 7
     """)
-    s.expect("alice", cash=9_600, held=240, position=4)
+    s.expect("alice", cash=9_600, held=240, position=4)  # 6 * 40 left to lose
     s.run("""
-    alice sell_yes 4 @ 45           -> accepted; rests 4        # closes her 4 YES: no hold
+    alice sell_yes 4 @ 45           -> accepted; rests 4        # YES: 4 * 55 - 400 < 240
     """)
     s.expect("alice", cash=9_600, held=240, position=4)
     s.run("""
-    alice sell_yes 2 @ 46           -> accepted; rests 2        # opens: the cheapest 2 at 54
+    alice sell_yes 2 @ 46           -> accepted; rests 2        # YES: 220 + 2 * 54 - 400
     """)
-    s.expect("alice", cash=9_492, held=348, position=4)
+    s.expect("alice", cash=9_600, held=240, position=4)
+    s.run("""
+    alice sell_yes 8 @ 45           -> accepted; rests 8        # YES: 328 + 8 * 55 - 400
+    """)
+    s.expect("alice", cash=9_472, held=368, position=4)  # 368 > 240: YES is the worse now
 
 
 def test_an_immediate_order_never_holds_a_maker_fee_bound_while_it_fills() -> None:

@@ -148,6 +148,9 @@ FIELD_OVERRIDES: dict[tuple[type[Message], str], st.SearchStrategy[Any]] = {
     (m.NodeAdminResult, "action"): st.sampled_from([int(action) for action in m.AdminAction]),
     (m.NodeAdminResult, "done"): st.integers(0, 1),
     (m.HashAt, "kept"): st.integers(0, 1),
+    (m.EventInfo, "mutually_exclusive"): st.just(1),  # exhaustive only if mutually exclusive
+    (m.EventInfo, "exhaustive"): st.integers(0, 1),
+    (m.EventInfo, "settled"): st.integers(0, 1),
     # The feed port.
     (m.FeedHello, "heartbeat_interval_ms"): st.integers(
         limits.heartbeat_interval_ms_min, limits.heartbeat_interval_ms_max
@@ -316,6 +319,7 @@ def largest(cls: type[Message]) -> Message:
         m.NodeAdmin: {"action": int(m.AdminAction.TRANSFER)},
         m.NodeAdminResult: {"action": int(m.AdminAction.TRANSFER), "done": 1},
         m.HashAt: {"kept": 1},
+        m.EventInfo: {"mutually_exclusive": 1, "exhaustive": 1, "settled": 1},
         m.LoginAccepted: {"heartbeat_interval_ms": limits.heartbeat_interval_ms_max},
         m.FeedHello: {"heartbeat_interval_ms": limits.heartbeat_interval_ms_max},
         m.Subscribe: {
@@ -517,6 +521,11 @@ def random_message(cls: type[Message], rng: random.Random) -> Message:
         m.NodeAdmin: {"action": rng.randint(1, 2)},
         m.NodeAdminResult: {"action": rng.randint(1, 2), "done": rng.randint(0, 1)},
         m.HashAt: {"kept": rng.randint(0, 1)},
+        m.EventInfo: {
+            "mutually_exclusive": 1,
+            "exhaustive": rng.randint(0, 1),
+            "settled": rng.randint(0, 1),
+        },
         m.LoginAccepted: {"heartbeat_interval_ms": limits.heartbeat_interval_ms_min},
         m.OperatorResult: {"event_count": 2**32 - 1},
         m.FeedHello: {"heartbeat_interval_ms": limits.heartbeat_interval_ms_max},

@@ -13,7 +13,19 @@ import trio
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from structlog.testing import capture_logs
 
-from evx.core import CancelReason, Reject, Side, TimeInForce
+from evx.core import (
+    EVENTS,
+    CancelReason,
+    CreateEvent,
+    CreateMarket,
+    MarketKind,
+    MarketStatus,
+    Reject,
+    SetMarketStatus,
+    SettleEvent,
+    Side,
+    TimeInForce,
+)
 from evx.gateway import messages as wire
 from evx.gateway.client import Client, ClientError
 from evx.gateway.codec import Connection, Signal
@@ -424,4 +436,76 @@ async def test_an_order_group_is_set_triggered_and_reset_through_the_protocol(
             assert isinstance(reset, wire.OrderGroupUpdated) and reset.triggered == 0
             again = await alice.place(market, Side.BUY_YES, 38, 1, order_group_id=4)
             assert isinstance(again, wire.OrderAccepted)
+        nursery.cancel_scope.cancel()
+
+
+async def test_an_event_nets_converts_and_settles_through_the_protocol(tmp_path: Path) -> None:
+    """An exhaustive event of three markets: NO on every candidate is released as its
+    guaranteed payout (PayoutReleased), QueryEvent describes the event with the account's
+    hold and release in it, a conversion is exactly once, and SettleEvent pays in full."""
+    layout = single_node_layout(tmp_path)
+    async with trio.open_nursery() as nursery:
+        node = await start_node(nursery, layout)
+        nodes = [("127.0.0.1", node.gateway_port)]
+        async with operator_client(layout, node) as operator:
+            _, traders = await open_market_with_traders(operator, ["alice", "bob"])
+            created = await operator.operate(CreateEvent("ELECT", 1, 1))
+            event_id = created.event_values()[0][1]
+            markets = []
+            for ticker in ("A", "B", "C"):
+                made = await operator.operate(
+                    CreateMarket(ticker, MarketKind.BINARY, 0, 0, 0, event_id=event_id)
+                )
+                markets.append(made.event_values()[0][1])
+            for market_id in markets:
+                await operator.operate(SetMarketStatus(market_id, MarketStatus.OPEN))
+        (alice_id, alice_key), (bob_id, bob_key) = traders["alice"], traders["bob"]
+        async with (
+            Client(nodes, account_id=alice_id, key=alice_key) as alice,
+            Client(nodes, account_id=bob_id, key=bob_key) as bob,
+        ):
+            for market_id, price in zip(markets, (45, 30, 20), strict=True):
+                await bob.place(market_id, Side.BUY_YES, price, 1)
+            for market_id, price in zip(markets, (55, 70, 80), strict=True):
+                taken = await alice.place(market_id, Side.BUY_NO, price, 1)
+                assert isinstance(taken, wire.OrderAccepted), taken
+            with trio.fail_after(5):
+                while not any(
+                    isinstance(r, wire.PayoutReleased) and r.released == 200 for r in alice._reports
+                ):
+                    await trio.sleep(0.01)
+            info = await alice.event(market_id=markets[1])
+            assert (info.event_id, info.ticker, info.mutually_exclusive, info.exhaustive) == (
+                event_id,
+                "ELECT",
+                1,
+                1,
+            )
+            assert [entry.market_id for entry in info.markets] == markets
+            assert (info.hold, info.released) == (0, 200)
+            balance = await alice.balance()
+            assert (balance.cash, balance.held) == (1_000_000 - 205 + 200, 0)
+            converted = await alice.convert_no(markets[0], 1, client_order_id=777)
+            assert isinstance(converted, wire.PositionsConverted), converted
+            again = await alice.convert_no(markets[0], 1, client_order_id=777)
+            assert isinstance(again, wire.OrderRejected) and again.reason == Reject.EXISTS
+            positions = await alice.positions(converted.applied_index)
+            assert not positions.positions  # the NO set went to the house
+            missing = await alice.convert_no(markets[0], 1)
+            assert isinstance(missing, wire.OrderRejected)
+            assert missing.reason == Reject.NO_POSITION_MUST_COVER_CONVERSION
+            with pytest.raises(ClientError) as raised:
+                await alice.event(999)
+            assert "event_must_exist" in str(raised.value) or "205" in str(raised.value)
+        async with operator_client(layout, node) as operator:
+            for market_id in markets:
+                await operator.operate(SetMarketStatus(market_id, MarketStatus.CLOSED))
+            settled = await operator.operate(SettleEvent(event_id, markets[1]))
+            names = [EVENTS.from_canonical(e).__class__.__name__ for e in settled.event_values()]
+            assert names[0] == "EventSettled" and names.count("MarketSettled") == 3
+            retried = await operator.operate(SettleEvent(event_id, markets[1]))
+            assert Reject(retried.event_values()[0][6]) == Reject.EXISTS
+        async with Client(nodes, account_id=bob_id, key=bob_key) as bob:
+            balance = await bob.balance()
+            assert (balance.cash, balance.held) == (1_000_000 + 5, 0)  # paid 95 for 100
         nursery.cancel_scope.cancel()

@@ -35,6 +35,9 @@ OUTCOME_TYPES = frozenset(
         "MarketSettled",
         "MarketConfigured",
         "OrderGroupUpdated",
+        "PositionsConverted",
+        "EventCreated",
+        "EventSettled",
     }
 )
 
@@ -61,6 +64,9 @@ class Harness:
         }
         self._last_seq.update(
             {("market", mid): market.seq for mid, market in self.engine.markets.items()}
+        )
+        self._last_seq.update(
+            {("event", eid): event.seq for eid, event in self.engine.events.items()}
         )
 
     def do(self, command: Record | tuple[Any, ...] | Any, *, time_ms: int | None = None) -> list:
@@ -101,13 +107,13 @@ class Harness:
         return [event_from_canonical(event) for event in applied.events[:end]]
 
     def _check_sequences(self, applied: AppliedBatch) -> None:
-        """Account and market events are numbered 1, 2, 3 ... with no gap."""
+        """Account, market and event events are numbered 1, 2, 3 ... with no gap."""
         for event in applied.events:
             code, stream_id, seq = event[0], event[1], event[2]
             if code < 32 and stream_id == 0:
                 assert seq == 0
                 continue
-            key = ("account" if code < 32 else "market", stream_id)
+            key = ("account" if code < 32 else "market" if code < 64 else "event", stream_id)
             expected = self._last_seq.get(key, 0) + 1
             assert seq == expected, f"{key} sequence {seq}, expected {expected}"
             self._last_seq[key] = seq

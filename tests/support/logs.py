@@ -8,7 +8,9 @@ from evx.core import (
     Batch,
     CancelOrder,
     ConfigureMarket,
+    ConvertNo,
     CreateAccount,
+    CreateEvent,
     CreateMarket,
     Deposit,
     MarketKind,
@@ -19,16 +21,19 @@ from evx.core import (
     ResetOrderGroup,
     SetMarketStatus,
     SetOrderGroup,
+    SettleEvent,
     SettleMarket,
     Withdraw,
 )
 
 ACCOUNTS = 6
-MARKETS = 3
+MARKETS = 6  # three on their own; then the three of event 1 (exhaustive)
+EVENT_MARKETS = (4, 5, 6)
 
 
 def random_log(seed: int, batches: int = 200, per_batch: int = 12) -> list[Batch]:
-    """A log that opens markets, trades them hard, expires, closes and settles some."""
+    """A log that opens markets, trades them hard, expires, closes and settles some: three
+    on their own and an exhaustive event of three, whose NO are sometimes converted."""
     rng = random.Random(seed)
     log = [
         Batch.of(
@@ -39,6 +44,11 @@ def random_log(seed: int, batches: int = 200, per_batch: int = 12) -> list[Batch
                 CreateMarket("BIN-1", MarketKind.BINARY, maker_fee_bps=175, position_limit=300),
                 CreateMarket("BIN-2", MarketKind.BINARY, close_time_ms=batches * 9),
                 CreateMarket("SCALAR-1", MarketKind.SCALAR, floor=-500, cap=1_500),
+                CreateEvent("ELECT", 1, 1),
+            ]
+            + [
+                CreateMarket(f"ELECT-{n}", MarketKind.BINARY, position_limit=200, event_id=1)
+                for n in range(1, 4)
             ]
             + [SetMarketStatus(m, MarketStatus.OPEN) for m in range(1, MARKETS + 1)]
             + [SetOrderGroup(n, 1, 60, 50) for n in range(1, ACCOUNTS + 1)]
@@ -100,13 +110,20 @@ def random_log(seed: int, batches: int = 200, per_batch: int = 12) -> list[Batch
                 commands.append(
                     Deposit(account, rng.randint(1, 5_000), f"dep-{seed}-{number}-{account}")
                 )
-            elif roll < 0.97:
+            elif roll < 0.96:
                 commands.append(
                     Withdraw(account, rng.randint(1, 3_000), f"wd-{seed}-{number}-{account}")
                 )
-            elif roll < 0.97:
+            elif roll < 0.965:
                 commands.append(ConfigureMarket(market, rng.randint(0, 900), 175, 300))
-            elif roll < 0.98:
+            elif roll < 0.975:
+                client_ids[account] += 1
+                commands.append(
+                    ConvertNo(
+                        account, client_ids[account], rng.choice(EVENT_MARKETS), rng.randint(1, 3)
+                    )
+                )
+            elif roll < 0.983:
                 group = rng.randint(1, 2)
                 if rng.random() < 0.5:
                     commands.append(SetOrderGroup(account, group, rng.randint(5, 80), 50))
@@ -118,6 +135,9 @@ def random_log(seed: int, batches: int = 200, per_batch: int = 12) -> list[Batch
                 commands.append((rng.randint(0, 99), "garbage", rng.random()))
         if number == batches * 3 // 4:
             commands += [SetMarketStatus(3, MarketStatus.CLOSED), SettleMarket(3, 777)]
+        if number == batches * 7 // 8:
+            commands += [SetMarketStatus(m, MarketStatus.CLOSED) for m in EVENT_MARKETS]
+            commands.append(SettleEvent(1, rng.choice(EVENT_MARKETS)))
         log.append(Batch(time_ms, tuple(_canonical(c) for c in commands)))
     return log
 

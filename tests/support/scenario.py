@@ -18,10 +18,15 @@ Commands (prices in the terms of the side, as a client sends them):
     group G L W        (SetOrderGroup: group G, limit L contracts, window W ms)
     reset_group G
     (an order option: group=G)
+    convert Q          (ConvertNo of Q contracts, in the row's market)
     op open|halt|close|settle yes|no|VALUE|configure TAKER MAKER LIMIT|tick T (-> ok)
+    op EVENT settle WINNER|none   (SettleEvent)
+
+A row acts on market MKT unless the word after the actor is another market's ticker
+(`alice A buy_no 1 @ 70`, `op A close`); `add_event` makes events and their markets.
 
 Expectations, separated by ';', all checked strictly for the actor's own order:
-    accepted | rejected RULE | exists | ok | replaced [kept] | mass_cancelled N
+    accepted | rejected RULE | exists | ok | replaced [kept] | mass_cancelled N | converted
     group armed|triggered FILLED  (OrderGroupUpdated first)
     filled Q@P[, Q@P...]  (absent: no fills)   fee F   rests Q   cancelled Q REASON
 """
@@ -36,7 +41,9 @@ from evx.core import (
     CancelReason,
     CommandRejected,
     ConfigureMarket,
+    ConvertNo,
     CreateAccount,
+    CreateEvent,
     CreateMarket,
     Deposit,
     MarketKind,
@@ -50,12 +57,14 @@ from evx.core import (
     OrderGroupUpdated,
     OrderReplaced,
     OrderType,
+    PositionsConverted,
     Reject,
     ReplaceOrder,
     ResetOrderGroup,
     SelfTradePrevention,
     SetMarketStatus,
     SetOrderGroup,
+    SettleEvent,
     SettleMarket,
     Side,
     TimeInForce,
@@ -117,6 +126,41 @@ class Scenario:
         self.market_id = created[0].market_id
         self.harness.do(SetMarketStatus(self.market_id, MarketStatus.OPEN))
         self.last_events: list = []
+        self.markets = {"MKT": self.market_id}
+        self.events: dict[str, int] = {}
+        self._target = self.market_id  # the market of the row being run
+
+    def add_event(
+        self,
+        ticker: str,
+        *markets: str,
+        mutually_exclusive: bool = True,
+        exhaustive: bool = False,
+        taker_fee_bps: int = 700,
+        maker_fee_bps: int = 0,
+        position_limit: int = 1_000_000,
+    ) -> int:
+        """An event and its markets (binary), every market opened once all are made."""
+        created = self.harness.do(CreateEvent(ticker, int(mutually_exclusive), int(exhaustive)))
+        assert not isinstance(created[0], CommandRejected), created
+        event_id = self.events[ticker] = created[0].event_id
+        for market in markets:
+            made = self.harness.do(
+                CreateMarket(
+                    market,
+                    MarketKind.BINARY,
+                    0,
+                    taker_fee_bps,
+                    maker_fee_bps,
+                    position_limit,
+                    event_id=event_id,
+                )
+            )
+            assert not isinstance(made[0], CommandRejected), made
+            self.markets[market] = made[0].market_id
+        for market in markets:
+            self.harness.do(SetMarketStatus(self.markets[market], MarketStatus.OPEN))
+        return event_id
 
     @property
     def engine(self):
@@ -138,6 +182,14 @@ class Scenario:
 
     def _row(self, actor_name: str, command_text: str, expectation: str) -> None:
         words = command_text.split()
+        self._target = self.market_id
+        if words[0] in self.markets:
+            self._target = self.markets[words[0]]
+            words = words[1:]
+        elif actor_name == "op" and words[0] in self.events:
+            self.last_events = self._settle_event(self.events[words[0]], words[1:])
+            self._check(None, None, self.last_events, expectation)
+            return
         if actor_name == "op" and words[0] == "tick":
             self.harness.tick(int(words[1]))
             assert expectation == "ok", "a tick row expects ok; check its effects after it"
@@ -171,8 +223,12 @@ class Scenario:
             actor.next_client_order_id = max(actor.next_client_order_id, new_id + 1)
             return ReplaceOrder(aid, 0, client_id, new_id, price, quantity), new_id
         if verb == "mass_cancel":
-            market_id = 0 if words[1:] == ["all"] else self.market_id
+            market_id = 0 if words[1:] == ["all"] else self._target
             return MassCancel(aid, market_id), None
+        if verb == "convert":
+            client_id = actor.next_client_order_id
+            actor.next_client_order_id += 1
+            return ConvertNo(aid, client_id, self._target, int(words[1])), None
         if verb == "deposit":
             return Deposit(aid, int(words[1]), words[2]), None
         if verb == "withdraw":
@@ -223,7 +279,7 @@ class Scenario:
         command = NewOrder(
             actor.account_id,
             client_id,
-            self.market_id,
+            self._target,
             side,
             price,
             quantity,
@@ -237,8 +293,13 @@ class Scenario:
         )
         return command, client_id
 
+    def _settle_event(self, event_id: int, words: list[str]) -> list:
+        assert words[0] == "settle", f"an event row settles it, not {words}"
+        winner = 0 if words[1] == "none" else self.markets[words[1]]
+        return self.harness.do(SettleEvent(event_id, winner))
+
     def _operator(self, words: list[str]) -> list:
-        verb, mid = words[0], self.market_id
+        verb, mid = words[0], self._target
         if verb in ("open", "halt", "close"):
             status = {"open": MarketStatus.OPEN, "halt": MarketStatus.HALTED}.get(
                 verb, MarketStatus.CLOSED
@@ -286,6 +347,8 @@ class Scenario:
                 actor.order_ids[client_id] = first.order_id
             elif word == "mass_cancelled":
                 assert first.cancelled_orders == int(argument), first
+            elif word == "converted":
+                assert isinstance(first, PositionsConverted), first
             elif word == "group":
                 state, filled = argument.split()
                 assert isinstance(first, OrderGroupUpdated), first
@@ -350,13 +413,30 @@ class Scenario:
     def expect_book(self, bids: str = "", asks: str = "") -> None:
         assert self.book() == (bids, asks), f"book {self.book()}, expected {(bids, asks)}"
 
-    def expect(self, name: str, *, cash: int, held: int = 0, position: int = 0) -> None:
+    def expect(
+        self, name: str, *, cash: int, held: int = 0, position: int = 0, market: str = "MKT"
+    ) -> None:
         account = self.engine.accounts[self.actors[name].account_id]
-        am = account.markets.get(self.market_id)
+        am = account.markets.get(self.markets[market])
         got = (account.cash, account.held, am.position if am else 0)
         assert got == (cash, held, position), (
             f"{name} (cash, held, position) {got}, expected {(cash, held, position)}"
         )
+
+    def expect_positions(self, name: str, **positions: int) -> None:
+        """The account's positions in the named markets (0 where it holds none)."""
+        account = self.engine.accounts[self.actors[name].account_id]
+        got = {}
+        for ticker in positions:
+            am = account.markets.get(self.markets[ticker])
+            got[ticker] = am.position if am is not None else 0
+        assert got == positions, f"{name} positions {got}, expected {positions}"
+
+    def released(self, name: str, event: str) -> int:
+        """The payout released to the account in the event."""
+        account = self.engine.accounts[self.actors[name].account_id]
+        ae = account.events.get(self.events[event])
+        return ae.released if ae is not None else 0
 
     def fees(self) -> int:
         return self.engine.fees_collected

@@ -119,4 +119,25 @@ async def test_an_operator_runs_accounts_money_and_a_market_from_the_command_lin
             assert code == 3, out
             code, out = await evx("market", "halt", "7")
             assert code == 1 and "market must exist" in out, out
+
+            code, out = await evx("event", "create", "ELECT")
+            assert code == 0 and "event 1 ELECT created (exhaustive" in out, out
+            code, out = await evx("event", "create", "ELECT")
+            assert code == 3 and "event 1 has ticker 'ELECT'" in out, out
+            for ticker in ("ELECT-A", "ELECT-B"):
+                code, out = await evx("market", "create", ticker, "--event", "1")
+                assert code == 0 and "in event 1" in out, out
+            assert [m.market_id for m in engine.events[1].markets] == [2, 3]
+            for market_id in ("2", "3"):
+                await evx("market", "open", market_id)
+                await evx("market", "close", market_id)
+            code, out = await evx("market", "settle", "2", "yes")
+            assert code == 1 and "market must be settled with its event" in out, out
+            code, out = await evx("event", "settle", "1", "none")
+            assert code == 1 and "exhaustive event must have a winner" in out, out
+            code, out = await evx("event", "settle", "1", "3")
+            assert code == 0 and "event 1 settled: market 3 won" in out, out
+            assert engine.markets[3].yes_payout == 100 and engine.markets[2].yes_payout == 0
+            code, out = await evx("event", "settle", "1", "3")
+            assert code == 3 and "event 1 is settled so" in out, out
         node.stop()
