@@ -18,6 +18,10 @@ the same price, half move the price), 15 % marketable IOC orders (up to 3 cents 
 the mid) and 5 % marketable GTC orders that take and may rest. Cancels and replaces name
 orders by client_order_id; some of them find the order already filled, and are rejected,
 as in real order flow (the rate is printed).
+
+With `event_size` N the same flow runs on markets grouped N by N into exhaustive events
+(mutually exclusive outcomes, as "who wins" markets are): every hold and fill of an account
+in them is the event's, over its markets there, and fills release guaranteed payouts.
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ from evx.core import (
     CancelOrder,
     CommandRejected,
     CreateAccount,
+    CreateEvent,
     CreateMarket,
     Deposit,
     Engine,
@@ -73,6 +78,7 @@ class EngineBenchResult:
     reference_commands_per_s: float
     reference_ratio: float
     cores: int
+    event_size: int = 0  # markets per exhaustive event; 0: every market on its own
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -81,8 +87,11 @@ class EngineBenchResult:
 class Workload:
     """The standard order flow, generated from a seed."""
 
-    def __init__(self, seed: int, markets: int = MARKETS, accounts: int = ACCOUNTS) -> None:
+    def __init__(
+        self, seed: int, markets: int = MARKETS, accounts: int = ACCOUNTS, event_size: int = 0
+    ) -> None:
         self.random = random.Random(seed)
+        self.event_size = event_size
         self.markets = markets
         self.accounts = accounts
         self.mids = [self.random.randint(30, 70) for _ in range(markets)]
@@ -98,11 +107,21 @@ class Workload:
             key = number.to_bytes(32, "big")
             commands.append(CreateAccount(f"trader{number}", key))
             commands.append(Deposit(number, DEPOSIT_CENTS, f"bench-deposit-{number}"))
+        event_id = 0
         for number in range(1, self.markets + 1):
+            if self.event_size and (number - 1) % self.event_size == 0:
+                event_id += 1
+                commands.append(CreateEvent(f"BENCH-EVENT-{event_id}", 1, 1))
             commands.append(
-                CreateMarket(f"BENCH-{number}", MarketKind.BINARY, position_limit=10**8)
+                CreateMarket(
+                    f"BENCH-{number}",
+                    MarketKind.BINARY,
+                    position_limit=10**8,
+                    event_id=event_id if self.event_size else 0,
+                )
             )
-            commands.append(SetMarketStatus(number, MarketStatus.OPEN))
+        # opened once every market exists: an exhaustive event's markets are all made first
+        commands += [SetMarketStatus(n, MarketStatus.OPEN) for n in range(1, self.markets + 1)]
         for market in range(1, self.markets + 1):
             for _ in range(SEED_ORDERS_PER_SIDE):
                 commands.append(self._passive(market, Side.BUY_YES))
@@ -198,8 +217,9 @@ def run(
     seed: int = 1,
     batch_size: int = 256,
     reference_commands: int = 20_000,
+    event_size: int = 0,
 ) -> EngineBenchResult:
-    workload = Workload(seed)
+    workload = Workload(seed, event_size=event_size)
     setup = [command.to_canonical() for command in workload.setup()]
     stream = [command.to_canonical() for command in workload.stream(commands)]
 
@@ -266,6 +286,7 @@ def run(
         if reference_rate
         else 0.0,
         cores=os.cpu_count() or 0,
+        event_size=event_size,
     )
 
 
@@ -274,6 +295,7 @@ def _reference_rate(setup: list[tuple[Any, ...]], stream: list[tuple[Any, ...]])
     from evx.tools.reference_book import ReferenceExchange  # noqa: PLC0415 - only when asked
 
     reference = ReferenceExchange()
+    # the reference book knows orders only (no events: it has no money)
     reference.apply_all([command for command in setup if command[0] <= 4])
     started = time.perf_counter()
     reference.apply_all(stream)
@@ -281,10 +303,11 @@ def _reference_rate(setup: list[tuple[Any, ...]], stream: list[tuple[Any, ...]])
 
 
 def summary(result: EngineBenchResult) -> str:
+    events = f", in exhaustive events of {result.event_size}" if result.event_size else ""
     return "\n".join(
         [
             f"engine: {result.commands:,} commands in batches of {result.batch_size} "
-            f"(seed {result.seed}, {result.cores} cores)",
+            f"(seed {result.seed}, {result.cores} cores{events})",
             f"  {result.commands_per_s:,.0f} commands/s over {result.seconds:.2f} s",
             f"  latency per command: p50 {result.latency_us_p50:.1f} us, "
             f"p99 {result.latency_us_p99:.1f} us, p99.9 {result.latency_us_p999:.1f} us",

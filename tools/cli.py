@@ -37,15 +37,28 @@ def bench() -> None:
     help="how much of the stream the naive reference book also applies (0: none)",
 )
 @click.option("--repeat", default=1, show_default=True, help="runs; the median is reported")
+@click.option(
+    "--event-size",
+    default=0,
+    show_default=True,
+    help="group the markets into exhaustive events of this many (0: each on its own)",
+)
 @click.option("--json", "as_json", is_flag=True, help="print one JSON object")
 def bench_engine(
-    commands: int, seed: int, batch_size: int, reference_commands: int, repeat: int, as_json: bool
+    commands: int,
+    seed: int,
+    batch_size: int,
+    reference_commands: int,
+    repeat: int,
+    event_size: int,
+    as_json: bool,
 ) -> None:
     """The engine alone: commands per second and per-command latency."""
     from evx.tools import bench_engine as engine_bench  # noqa: PLC0415 - slow to import
 
     results = [
-        engine_bench.run(commands, seed, batch_size, reference_commands) for _ in range(repeat)
+        engine_bench.run(commands, seed, batch_size, reference_commands, event_size)
+        for _ in range(repeat)
     ]
     result = sorted(results, key=lambda r: r.commands_per_s)[len(results) // 2]
     if as_json:

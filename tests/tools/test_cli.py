@@ -8,6 +8,8 @@ import sys
 
 from click.testing import CliRunner
 
+from evx.core import Batch, Engine, check_invariants
+from evx.tools.bench_engine import Workload
 from evx.tools.cli import main
 
 
@@ -36,6 +38,31 @@ def test_bench_engine_prints_a_summary_for_a_person() -> None:
     )
     assert result.exit_code == 0, result.output
     assert "commands/s" in result.output and "p99.9" in result.output
+
+
+def test_bench_engine_runs_the_flow_on_events_and_stays_audited() -> None:
+    """The event workload: markets in exhaustive events of 10, the full audit at the end."""
+    workload = Workload(seed=3, markets=20, accounts=200, event_size=10)
+    engine = Engine()
+    for time_ms, command in enumerate([*workload.setup(), *workload.stream(3_000)], start=1):
+        engine.apply(Batch.of(time_ms, [command]))
+    check_invariants(engine)
+    assert len(engine.events) == 2 and all(e.exhaustive for e in engine.events.values())
+    assert any(account.events for account in engine.accounts.values())
+    result = CliRunner().invoke(
+        main,
+        [
+            "bench",
+            "engine",
+            "--commands",
+            "2000",
+            "--reference-commands",
+            "0",
+            "--event-size",
+            "10",
+        ],
+    )
+    assert result.exit_code == 0 and "in exhaustive events of 10" in result.output, result.output
 
 
 def test_demo_trades_and_settles() -> None:
