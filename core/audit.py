@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from . import constants
-from .model import Account, AccountMarket, event_risk, market_hold
+from .model import Account, AccountMarket, event_risk, futures_requirement, market_hold
 
 if TYPE_CHECKING:
     from .engine import Engine
@@ -35,6 +35,7 @@ INVARIANTS = (
     "order_groups_consistent",
     "events_consistent",
     "released_payout_matches_positions",
+    "futures_margins_cover_positions",
 )
 
 
@@ -152,7 +153,9 @@ def audit(engine: Engine) -> list[Violation]:
             no += event.house_sets  # the house holds a NO of every market per set
         if yes != no or yes != market.open_interest:
             fail("open_interest_balanced", f"market {mid} YES {yes} NO {no}")
-        if market.escrow != PAYOUT * market.open_interest:
+        if market.future is not None:
+            _audit_future(market, fail)
+        elif market.escrow != PAYOUT * market.open_interest:
             fail("escrow_matches_open_interest", f"market {mid} escrow {market.escrow}")
     released_total = _audit_events(engine, fail)
 
@@ -214,6 +217,30 @@ def _audit_events(engine: Engine, fail: Callable[[str, str], None]) -> int:
         if listed.get(market_id, 0) != named:
             fail("events_consistent", f"market {market_id} is not listed by its event")
     return released_total
+
+
+def _audit_future(market: Any, fail: Callable[[str, str], None]) -> None:
+    """A futures market holds no escrow (positions are on margin, marked to market); its
+    terms are in order; every account's margin is at least the maintenance margin of its
+    position and at most what its position and orders need."""
+    mid = market.market_id
+    terms = market.future
+    if market.escrow:
+        fail("escrow_matches_open_interest", f"futures market {mid} escrow {market.escrow}")
+    if not (
+        1 <= terms.mark_band <= terms.maintenance_margin <= terms.initial_margin <= PAYOUT
+        and 0 <= terms.mark <= PAYOUT
+        and terms.mark_interval_ms >= 0
+    ):
+        fail("futures_margins_cover_positions", f"futures market {mid} terms out of order")
+    for account_id, am in market.ams.items():
+        required = futures_requirement(am, terms)
+        if not terms.maintenance_margin * abs(am.position) <= am.hold <= required:
+            fail(
+                "futures_margins_cover_positions",
+                f"account {account_id} market {mid} margin {am.hold}: maintenance "
+                f"{terms.maintenance_margin * abs(am.position)}, requirement {required}",
+            )
 
 
 def _audit_account_events(
@@ -325,7 +352,10 @@ def _audit_account_market(
             fail("holds_cover_resting_orders", f"account {aid} market {market_id} {name}")
     if am.taker_bound:
         fail("holds_cover_resting_orders", f"account {aid} market {market_id} taker bound left")
-    if market.exclusive is None:
+    if market.future is not None:
+        if am.account_event is not None:
+            fail("holds_cover_resting_orders", f"account {aid} market {market_id} in an event")
+    elif market.exclusive is None:
         if am.account_event is not None or market_hold(expected) != am.hold:
             fail(
                 "holds_cover_resting_orders",

@@ -62,6 +62,7 @@ class Liquidity(IntEnum):
 class MarketKind(IntEnum):
     BINARY = 1  # YES pays 100 if the outcome is YES, else 0
     SCALAR = 2  # YES pays round_half_up(100 * (v - floor) / (cap - floor)); NO the rest  # float-ok
+    FUTURE = 3  # settles at that scalar price; positions on margin, marked to market
 
 
 class MarketStatus(IntEnum):
@@ -83,6 +84,7 @@ class CancelReason(IntEnum):
     REDUCE_ONLY_TRIMMED = 8  # the position it reduced got smaller
     MAX_COST_REACHED = 9  # a market order stopped at its maximum cost
     ORDER_GROUP_TRIGGERED = 10  # its order group's fills reached the group's limit
+    MARGIN_SHORT = 11  # a futures mark left the account's margin short of what its orders need
 
 
 class Reject(IntEnum):
@@ -124,6 +126,7 @@ class Reject(IntEnum):
     ORDER_GROUP_ID_MUST_BE_IN_RANGE = 316
     ORDER_GROUP_LIMIT_MUST_BE_IN_RANGE = 317
     ORDER_GROUP_WINDOW_MUST_BE_IN_RANGE = 318
+    MAX_COST_MUST_NOT_BE_SET_FOR_FUTURES = 319
 
     # 400-499: the order against the market and the account's orders
     MARKET_MUST_BE_OPEN = 400
@@ -176,6 +179,11 @@ class Reject(IntEnum):
     WINNER_MUST_BE_A_MARKET_OF_THE_EVENT = 623
     EXHAUSTIVE_EVENT_MUST_HAVE_A_WINNER = 624
     EVENT_MARKETS_MUST_BE_CLOSED = 625
+    MARKET_MUST_BE_A_FUTURE = 626
+    MARGINS_MUST_BE_IN_ORDER = 627  # 1 <= band <= maintenance <= initial <= 100
+    MARK_INTERVAL_MUST_BE_IN_RANGE = 628
+    MARK_MUST_BE_WITHIN_BAND = 629
+    EXHAUSTIVE_EVENT_MUST_HAVE_TWO_MARKETS = 630  # to open: one market alone would surely win
 
     @property
     def rule(self) -> str:

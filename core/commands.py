@@ -206,6 +206,28 @@ class SettleEvent(Record):
     winner_market_id: int
 
 
+@COMMANDS.define(70)
+class SetMargins(Record):
+    """A futures market's initial and maintenance margin (cents per contract), the most a
+    mark may move (`mark_band`, at most the maintenance margin) and how often the engine
+    marks it by itself (`mark_interval_ms` of batch time; 0: only when told)."""
+
+    market_id: int
+    initial_margin: int
+    maintenance_margin: int
+    mark_band: int
+    mark_interval_ms: int
+
+
+@COMMANDS.define(71)
+class MarkMarket(Record):
+    """Mark a futures market to `price` (1-99, within the band of the last mark; any price
+    while nobody holds a position), or with price 0 to the price its book gives."""
+
+    market_id: int
+    price: int
+
+
 Command = Record
 
 
@@ -251,11 +273,13 @@ __all__ = [
     "CreateEvent",
     "CreateMarket",
     "Deposit",
+    "MarkMarket",
     "MassCancel",
     "NewOrder",
     "RecordError",
     "ReplaceOrder",
     "ResetOrderGroup",
+    "SetMargins",
     "SetMarketStatus",
     "SetOrderGroup",
     "SettleEvent",

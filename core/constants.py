@@ -66,6 +66,16 @@ events_max = 10_000
 # this bounds that walk.
 markets_per_event_max = 256
 
+# -- Futures (margin, not full collateral; docs/engine.md section 4) ----------------------------
+# Margins are cents per contract of position. A mark moves at most mark_band from the
+# previous one, and mark_band <= maintenance, so an account at or above maintenance can
+# always pay the next mark's variation margin: nobody's money can run out between marks.
+futures_initial_margin_default = 20
+futures_maintenance_margin_default = 10
+futures_mark_band_default = 5
+futures_mark_price_default = 50  # until the first mark
+futures_mark_interval_ms_max = 24 * 3_600 * 1_000
+
 # -- Names ------------------------------------------------------------------------------------
 ticker_length_max = 32
 account_name_length_max = 64
@@ -88,5 +98,13 @@ assert open_orders_per_account_max <= open_orders_per_market_max
 assert client_order_ids_remembered_per_account_max >= open_orders_per_account_max
 assert batch_commands_max >= 1
 assert 2 <= markets_per_event_max <= markets_max and events_max <= markets_max
+assert (
+    1
+    <= futures_mark_band_default
+    <= futures_maintenance_margin_default
+    <= futures_initial_margin_default
+    <= contract_payout_cents
+)
+assert price_min_cents <= futures_mark_price_default <= price_max_cents
 # a position of order_quantity_max at the widest price fits easily in 63 bits with fees
 assert position_limit_max * contract_payout_cents * fee_bps_max * contract_payout_cents < 2**63

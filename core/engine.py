@@ -49,10 +49,12 @@ from .commands import (
     CreateEvent,
     CreateMarket,
     Deposit,
+    MarkMarket,
     MassCancel,
     NewOrder,
     ReplaceOrder,
     ResetOrderGroup,
+    SetMargins,
     SetMarketStatus,
     SetOrderGroup,
     SettleEvent,
@@ -67,8 +69,10 @@ from .events import (
     EventCreated,
     EventSettled,
     LevelUpdated,
+    MarginsSet,
     MarketConfigured,
     MarketCreated,
+    MarketMarked,
     MarketSettled,
     MarketStatusChanged,
     MassCancelled,
@@ -78,9 +82,11 @@ from .events import (
     OrderGroupUpdated,
     OrderReplaced,
     PayoutReleased,
+    PositionReduced,
     PositionsConverted,
     PositionSettled,
     TradePrinted,
+    VariationMargin,
     Withdrawn,
 )
 from .fees import fee_cents
@@ -89,11 +95,13 @@ from .model import (
     AccountEvent,
     AccountMarket,
     Event,
+    FutureTerms,
     Level,
     Market,
     Order,
     OrderGroup,
     event_risk,
+    futures_requirement,
     join_event,
     market_hold,
     resting_orders,
@@ -117,7 +125,7 @@ _STP_BOTH = int(SelfTradePrevention.CANCEL_BOTH)
 _MAKER, _TAKER = int(Liquidity.MAKER), int(Liquidity.TAKER)
 _BID, _ASK = int(BookSide.BID), int(BookSide.ASK)
 _PROPOSED, _OPEN, _HALTED, _CLOSED, _SETTLED = (int(s) for s in MarketStatus)
-_BINARY, _SCALAR = int(MarketKind.BINARY), int(MarketKind.SCALAR)
+_BINARY, _SCALAR, _FUTURE = (int(k) for k in MarketKind)
 _CANCEL_REQUESTED = int(CancelReason.REQUESTED)
 _CANCEL_MASS_CANCEL = int(CancelReason.MASS_CANCEL)
 _CANCEL_SELF_TRADE_PREVENTED = int(CancelReason.SELF_TRADE_PREVENTED)
@@ -127,6 +135,8 @@ _CANCEL_MARKET_CLOSED = int(CancelReason.MARKET_CLOSED)
 _CANCEL_REDUCE_ONLY_TRIMMED = int(CancelReason.REDUCE_ONLY_TRIMMED)
 _CANCEL_MAX_COST_REACHED = int(CancelReason.MAX_COST_REACHED)
 _CANCEL_ORDER_GROUP_TRIGGERED = int(CancelReason.ORDER_GROUP_TRIGGERED)
+_CANCEL_MARGIN_SHORT = int(CancelReason.MARGIN_SHORT)
+_LIQUIDATED, _DELEVERAGED = 1, 2  # PositionReduced reasons
 
 _EV_ACCEPTED = OrderAccepted.CODE
 _EV_REJECTED = CommandRejected.CODE
@@ -143,6 +153,10 @@ _EV_CONVERTED = PositionsConverted.CODE
 _EV_RELEASED = PayoutReleased.CODE
 _EV_EVENT_CREATED = EventCreated.CODE
 _EV_EVENT_SETTLED = EventSettled.CODE
+_EV_MARKED = MarketMarked.CODE
+_EV_MARGINS = MarginsSet.CODE
+_EV_VARIATION = VariationMargin.CODE
+_EV_REDUCED = PositionReduced.CODE
 _EV_MARKET_CREATED = MarketCreated.CODE
 _EV_STATUS = MarketStatusChanged.CODE
 _EV_CONFIGURED = MarketConfigured.CODE
@@ -221,6 +235,7 @@ class Engine:
         self.gtd_heap: list[tuple[int, int]] = []
         self.gtd_open = 0
         self.close_heap: list[tuple[int, int]] = []  # (close_time_ms, market_id)
+        self.mark_heap: list[tuple[int, int]] = []  # (next_mark_ms, market_id) of futures
         self._events: list[tuple[Any, ...]] = []
         self._dirty_levels: list[Level] = []
         self._pending_trims: list[AccountMarket] = []
@@ -244,6 +259,8 @@ class Engine:
             ConfigureMarket.CODE: (len(ConfigureMarket.FIELDS) + 1, self._configure_market),
             CreateEvent.CODE: (len(CreateEvent.FIELDS) + 1, self._create_event),
             SettleEvent.CODE: (len(SettleEvent.FIELDS) + 1, self._settle_event),
+            SetMargins.CODE: (len(SetMargins.FIELDS) + 1, self._set_margins),
+            MarkMarket.CODE: (len(MarkMarket.FIELDS) + 1, self._mark_market),
         }
 
     # -- The log ------------------------------------------------------------------------------
@@ -335,6 +352,21 @@ class Engine:
                 _HALTED,
             ):
                 self._close_market(market)
+        marks = self.mark_heap
+        while marks and marks[0][0] <= now:
+            mark_ms, market_id = heapq.heappop(marks)
+            market = self.markets[market_id]
+            terms = market.future
+            assert terms is not None
+            if terms.next_mark_ms != mark_ms:
+                continue  # rescheduled since, or stopped (closed)
+            if market.status == _OPEN or market.status == _HALTED:
+                self._mark(market, self._book_mark(market))
+            # (a proposed market's marks start when it opens; a closed one's have stopped)
+            terms.next_mark_ms = now + terms.mark_interval_ms
+            heapq.heappush(marks, (terms.next_mark_ms, market_id))
+        if self._pending_trims:  # marks may have liquidated what reduce-only orders close
+            self._flush_trims()
         if self._dirty_levels:
             self._flush_levels()
 
@@ -488,6 +520,11 @@ class Engine:
             return self._reject(account, code, client_order_id, 0, _R.MARKET_MUST_EXIST)
         if market.status != _OPEN:
             return self._reject(account, code, client_order_id, 0, _R.MARKET_MUST_BE_OPEN)
+        terms = market.future
+        if max_cost and terms is not None:
+            return self._reject(
+                account, code, client_order_id, 0, _R.MAX_COST_MUST_NOT_BE_SET_FOR_FUTURES
+            )
         group = None
         if order_group_id:
             group = account.groups.get(order_group_id)
@@ -604,12 +641,18 @@ class Engine:
             order.maker_bound = order.maker_fee_bound()
         if is_market:
             order.unreached = quantity - effective
+        required_before = futures_requirement(am, terms) if terms is not None else 0
         am.add(order)
         if crosses:
             am.taker_bound = taker_fee_bound(order)
             am.taker_bid = is_bid
         exclusive = market.exclusive
-        if exclusive is None:
+        if terms is not None:
+            # Margin grows by what the order adds to the requirement (a shortfall a mark
+            # left stays as it is: the next mark tops it up or liquidates)
+            need = futures_requirement(am, terms) - required_before
+            new_hold = am.hold + need
+        elif exclusive is None:
             new_hold = market_hold(am)
             need = new_hold - am.hold
         else:
@@ -863,6 +906,8 @@ class Engine:
         trade_id = self.next_trade_id
         self.next_trade_id = trade_id + 1
         market = maker.market
+        if market.future is not None:
+            market.future.last_price = price
         level = maker.level
         assert level is not None
         level.quantity -= quantity
@@ -910,6 +955,10 @@ class Engine:
             fee = total - order.maker_fee
             order.maker_fee = total
         am.reduce(order, quantity)
+        if market.future is not None:
+            self._fill_future(order, am, price, quantity, fee, liquidity)
+            self._filled(order, account, market, price, quantity, trade_id, liquidity, fee)
+            return
         position = am.position
         if order.is_bid:
             paid = price * quantity
@@ -953,6 +1002,21 @@ class Engine:
         # frees (model docstring): available cash never falls on a fill.
         assert cash >= account.cash, "a fill took more money than the account held for it"
         account.cash = cash
+        self._filled(order, account, market, price, quantity, trade_id, liquidity, fee)
+
+    def _filled(
+        self,
+        order: Order,
+        account: Account,
+        market: Market,
+        price: int,
+        quantity: int,
+        trade_id: int,
+        liquidity: int,
+        fee: int,
+    ) -> None:
+        """What every fill does once its money has moved: the fee, the order group, the
+        report."""
         self.fees_collected += fee
         group = order.group
         if group is not None and group.add_fill(self.time_ms, quantity):
@@ -974,9 +1038,49 @@ class Engine:
                 fee,
                 order.remaining + order.unreached,
                 liquidity,
-                position,
+                order.am.position,
             )
         )
+
+    def _fill_future(
+        self, order: Order, am: AccountMarket, price: int, quantity: int, fee: int, liquidity: int
+    ) -> None:
+        """A futures fill: positions move, and the price's difference from the mark is
+        settled at once (the buyer pays (price - mark) per contract to the seller, or is
+        paid it), so every position is always at the mark. What the account owes comes out
+        of its margin, which its order's requirement covered; margin beyond what is left
+        to cover goes back to its cash."""
+        account = am.account
+        market = order.market
+        terms = market.future
+        assert terms is not None
+        before = am.position
+        after = before + quantity if order.is_bid else before - quantity
+        am.position = after
+        market.open_interest += (after if after > 0 else 0) - (before if before > 0 else 0)
+        if (am.reduce_bid_qty or am.reduce_ask_qty) and not am.trim_pending:
+            am.trim_pending = True
+            self._pending_trims.append(am)
+        premium = (price - terms.mark) * quantity
+        owed = (premium if order.is_bid else -premium) + fee
+        margin = am.hold
+        cash = account.cash
+        if owed > 0:
+            margin -= owed
+            assert margin >= 0, "a futures fill took more than the margin held for it"
+        else:
+            cash -= owed
+        if liquidity == _TAKER:
+            am.taker_bound = taker_fee_bound(order)
+        required = futures_requirement(am, terms)
+        if margin > required:
+            cash += margin - required
+            margin = required
+        assert margin >= terms.maintenance_margin * abs(after), "a fill broke maintenance"
+        assert cash >= account.cash, "a fill took more money than the account held for it"
+        account.held += margin - am.hold
+        am.hold = margin
+        account.cash = cash
 
     def _flush_trims(self) -> None:
         """After a command, reduce-only orders never add up to more than the position they
@@ -1144,6 +1248,8 @@ class Engine:
                     account, code, new_id, order_id, _R.POSITION_MUST_STAY_WITHIN_LIMIT
                 )
         # Try the new terms on the order in place; put the old ones back if unaffordable.
+        terms = market.future
+        required_before = futures_requirement(am, terms) if terms is not None else 0
         old_price = order.price
         old_remaining = order.remaining
         old_maker_bound = order.maker_bound
@@ -1155,7 +1261,11 @@ class Engine:
         if crosses:
             am.taker_bound = taker_fee_bound(order)
             am.taker_bid = is_bid
-        new_hold, need = self._hold_needed(am)
+        if terms is not None:
+            need = futures_requirement(am, terms) - required_before
+            new_hold = am.hold + need
+        else:
+            new_hold, need = self._hold_needed(am)
         if need > account.cash:
             am.count(order, -1)
             order.set_price(old_price)
@@ -1418,7 +1528,7 @@ class Engine:
                 reason,
             )
         )
-        if am.account_event is None:
+        if am.account_event is None and am.market.future is None:
             new_hold = market_hold(am)
             change = new_hold - am.hold
             if change:
@@ -1471,7 +1581,15 @@ class Engine:
         """Bring the hold that covers an AccountMarket to what its orders now require (its
         own, or its event's): its orders changed, its positions did not."""
         ae = am.account_event
-        if ae is None:
+        terms = am.market.future
+        if terms is not None:
+            # margin goes back to cash beyond what the orders and position now need; it is
+            # never topped up here (a shortfall left by a mark waits for the next one)
+            required = futures_requirement(am, terms)
+            change = required - am.hold if am.hold > required else 0
+            if change:
+                am.hold = required
+        elif ae is None:
             new_hold = market_hold(am)
             change = new_hold - am.hold
             if change:
@@ -1731,7 +1849,7 @@ class Engine:
         existing = self.market_ids_by_ticker.get(ticker)
         if existing is not None:
             return self._reject(None, code, 0, existing, _R.EXISTS)
-        if kind != _BINARY and kind != _SCALAR:
+        if kind != _BINARY and kind != _SCALAR and kind != _FUTURE:
             return self._reject(None, code, 0, 0, _R.MARKET_KIND_MUST_BE_KNOWN)
         if close_time_ms and not self.time_ms < close_time_ms <= limits.time_ms_max:
             return self._reject(None, code, 0, 0, _R.CLOSE_TIME_MUST_BE_IN_FUTURE)
@@ -1762,6 +1880,8 @@ class Engine:
         )
         self.markets[market_id] = market
         self.market_ids_by_ticker[ticker] = market_id
+        if kind == _FUTURE:
+            market.future = FutureTerms()
         if event is not None:
             market.event = event
             if event.mutually_exclusive:
@@ -1770,7 +1890,8 @@ class Engine:
         if close_time_ms:
             heapq.heappush(self.close_heap, (close_time_ms, market_id))
         market.seq = 1
-        self._events.append(
+        events = self._events
+        events.append(
             (
                 _EV_MARKET_CREATED,
                 market_id,
@@ -1786,6 +1907,9 @@ class Engine:
                 event_id,
             )
         )
+        if market.future is not None:  # its first mark, so market data knows it
+            market.seq += 1
+            events.append((_EV_MARKED, market_id, market.seq, market.future.mark))
         return None
 
     @staticmethod
@@ -1830,6 +1954,15 @@ class Engine:
             return self._reject(
                 None, code, 0, market_id, _R.MARKET_STATUS_TRANSITION_MUST_BE_ALLOWED
             )
+        exclusive = market.exclusive
+        if (
+            status == _OPEN
+            and exclusive is not None
+            and exclusive.exhaustive
+            and len(exclusive.markets) < 2
+        ):
+            # its one market is sure to win: a YES bought below 100 is money for nothing
+            return self._reject(None, code, 0, market_id, _R.EXHAUSTIVE_EVENT_MUST_HAVE_TWO_MARKETS)
         if status == _CLOSED:
             self._close_market(market)
         else:
@@ -1839,8 +1972,11 @@ class Engine:
         return None
 
     def _close_market(self, market: Market) -> None:
-        """Close a market: status first, then every resting order cancelled, best first."""
+        """Close a market: status first, then every resting order cancelled, best first
+        (and a futures market's marks by time stop)."""
         market.status = _CLOSED
+        if market.future is not None:
+            market.future.next_mark_ms = 0
         market.seq += 1
         self._events.append((_EV_STATUS, market.market_id, market.seq, _CLOSED))
         for order in resting_orders(market):
@@ -1865,7 +2001,10 @@ class Engine:
             if not market.floor <= outcome <= market.cap:
                 return self._reject(None, code, 0, market_id, _R.OUTCOME_MUST_BE_VALID)
             yes_payout = scalar_yes_payout(outcome, market.floor, market.cap)
-        self._pay_positions(market, outcome, yes_payout, 0)
+        if market.future is not None:
+            self._settle_future(market, outcome, yes_payout)
+        else:
+            self._pay_positions(market, outcome, yes_payout, 0)
         return None
 
     def _pay_positions(self, market: Market, outcome: int, yes_payout: int, house_no: int) -> None:
@@ -1928,6 +2067,258 @@ class Engine:
             (_EV_CONFIGURED, market_id, market.seq, taker_bps, maker_bps, position_limit)
         )
         return None
+
+    # -- Futures ----------------------------------------------------------------------------
+
+    def _set_margins(self, command: Any) -> None:
+        market = self._market_for_operator(command, 5)
+        if market is None:
+            return None
+        code, market_id, initial, maintenance, band, interval_ms = command
+        terms = market.future
+        if terms is None:
+            return self._reject(None, code, 0, market_id, _R.MARKET_MUST_BE_A_FUTURE)
+        if market.status == _SETTLED:
+            return self._reject(None, code, 0, market_id, _R.MARKET_MUST_NOT_BE_SETTLED)
+        if not 1 <= band <= maintenance <= initial <= _PAYOUT:
+            return self._reject(None, code, 0, market_id, _R.MARGINS_MUST_BE_IN_ORDER)
+        if not 0 <= interval_ms <= limits.futures_mark_interval_ms_max:
+            return self._reject(None, code, 0, market_id, _R.MARK_INTERVAL_MUST_BE_IN_RANGE)
+        terms.initial_margin = initial
+        terms.maintenance_margin = maintenance
+        terms.mark_band = band
+        terms.mark_interval_ms = interval_ms
+        marking = interval_ms and market.status != _CLOSED  # a closed market's marks stopped
+        terms.next_mark_ms = self.time_ms + interval_ms if marking else 0
+        if marking:
+            heapq.heappush(self.mark_heap, (terms.next_mark_ms, market_id))
+        market.seq += 1
+        self._events.append(
+            (_EV_MARGINS, market_id, market.seq, initial, maintenance, band, interval_ms)
+        )
+        # New margins apply at once: shortfalls are topped up, or orders cancelled, or
+        # positions liquidated, as after a mark.
+        self._remargin_market(market)
+        return None
+
+    def _mark_market(self, command: Any) -> None:
+        market = self._market_for_operator(command, 2)
+        if market is None:
+            return None
+        code, market_id, price = command
+        terms = market.future
+        if terms is None:
+            return self._reject(None, code, 0, market_id, _R.MARKET_MUST_BE_A_FUTURE)
+        if market.status == _SETTLED:
+            return self._reject(None, code, 0, market_id, _R.MARKET_MUST_NOT_BE_SETTLED)
+        if price:
+            if not 1 <= price <= 99:
+                return self._reject(None, code, 0, market_id, _R.PRICE_MUST_BE_BETWEEN_1_AND_99)
+            if market.open_interest and abs(price - terms.mark) > terms.mark_band:
+                return self._reject(None, code, 0, market_id, _R.MARK_MUST_BE_WITHIN_BAND)
+        else:
+            price = self._book_mark(market)
+        self._mark(market, price)
+        return None
+
+    @staticmethod
+    def _book_mark(market: Market) -> int:
+        """The mark the book gives: the middle of the best bid and ask (rounded down), or
+        else the last trade, or else the mark as it is; at most the band from the mark."""
+        terms = market.future
+        assert terms is not None
+        bid, ask = market.best_bid(), market.best_ask()
+        if bid >= 0 and ask >= 0:
+            target = (bid + ask) // 2
+        elif terms.last_price:
+            target = terms.last_price
+        else:
+            target = terms.mark
+        low, high = terms.mark - terms.mark_band, terms.mark + terms.mark_band
+        target = low if target < low else high if target > high else target
+        return 1 if target < 1 else 99 if target > 99 else target
+
+    def _mark(self, market: Market, price: int) -> None:
+        """Mark a futures market to `price`: every position is paid its size times the
+        move (variation margin, out of the loser's cash first and then its margin, into the
+        winner's cash), then every account's margin is brought to what it needs."""
+        terms = market.future
+        assert terms is not None
+        move = price - terms.mark
+        terms.mark = price
+        market_id = market.market_id
+        market.seq += 1
+        events = self._events
+        events.append((_EV_MARKED, market_id, market.seq, price))
+        if move:
+            for account_id in sorted(market.ams):
+                am = market.ams[account_id]
+                position = am.position
+                if not position:
+                    continue
+                account = am.account
+                variation = position * move
+                if variation > 0:
+                    account.cash += variation
+                else:
+                    owed = -variation
+                    from_cash = owed if owed <= account.cash else account.cash
+                    account.cash -= from_cash
+                    am.hold -= owed - from_cash
+                    account.held -= owed - from_cash
+                    # A mark moves at most the band, the band is at most the maintenance
+                    # margin, and every account ends each command at or above it.
+                    assert am.hold >= 0, "a mark took more than an account's margin"
+                account.seq += 1
+                events.append(
+                    (
+                        _EV_VARIATION,
+                        account_id,
+                        account.seq,
+                        market_id,
+                        price,
+                        variation,
+                        am.hold,
+                        account.cash,
+                    )
+                )
+        self._remargin_market(market)
+
+    def _remargin_market(self, market: Market) -> None:
+        """Every account of a futures market at its new requirement, then every one below
+        maintenance liquidated, in account order."""
+        short = []
+        for account_id in sorted(market.ams):
+            am = market.ams.get(account_id)
+            if am is not None and self._remargin(am):
+                short.append(am)
+        for am in short:
+            self._liquidate(am)
+
+    def _remargin(self, am: AccountMarket) -> bool:
+        """Bring a futures margin to its requirement: topped up from cash as far as cash
+        goes; if still short, the account's orders in the market are cancelled (they would
+        add exposure it cannot cover); margin beyond the requirement goes back to cash.
+        True if the position is still below maintenance: it must be liquidated."""
+        terms = am.market.future
+        assert terms is not None
+        account = am.account
+        required = futures_requirement(am, terms)
+        if am.hold < required:
+            top = required - am.hold
+            top = min(top, account.cash)
+            am.hold += top
+            account.held += top
+            account.cash -= top
+            if am.hold < required and am.orders:
+                for order_id in sorted(am.orders):
+                    self._cancel(am.orders[order_id], _CANCEL_MARGIN_SHORT)
+                if account.markets.get(am.market.market_id) is not am:
+                    return False  # nothing left: dropped
+                required = futures_requirement(am, terms)
+        if am.hold > required:
+            release = am.hold - required
+            am.hold = required
+            account.held -= release
+            account.cash += release
+        return am.hold < terms.maintenance_margin * abs(am.position)
+
+    def _liquidate(self, am: AccountMarket) -> None:
+        """Close enough of a position below maintenance that its margin covers the rest at
+        the initial margin, at the mark, against the largest opposite positions (ties by
+        account id): no money moves, every position being at the mark already; the
+        counterparties' positions shrink with it (deleveraged)."""
+        market = am.market
+        terms = market.future
+        assert terms is not None
+        position = am.position
+        if am.hold >= terms.maintenance_margin * abs(position):
+            return  # a deleveraging closed enough of it already
+        close = abs(position) - am.hold // terms.initial_margin
+        sign = 1 if position > 0 else -1
+        counterparties = sorted(
+            (other for other in market.ams.values() if other.position * sign < 0),
+            key=lambda other: (-abs(other.position), other.account.account_id),
+        )
+        left = close
+        reduced: list[tuple[AccountMarket, int]] = []
+        for other in counterparties:
+            take = left if left < abs(other.position) else abs(other.position)
+            other.position += take * sign
+            reduced.append((other, take))
+            left -= take
+            if not left:
+                break
+        assert not left, "every long has a short: the opposite side covers any position"
+        am.position -= close * sign
+        market.open_interest -= close
+        for kept, quantity, reason in [(am, close, _LIQUIDATED)] + [
+            (other, take, _DELEVERAGED) for other, take in reduced
+        ]:
+            if (kept.reduce_bid_qty or kept.reduce_ask_qty) and not kept.trim_pending:
+                kept.trim_pending = True
+                self._pending_trims.append(kept)
+            self._remargin(kept)
+            account = kept.account
+            account.seq += 1
+            self._events.append(
+                (
+                    _EV_REDUCED,
+                    account.account_id,
+                    account.seq,
+                    market.market_id,
+                    quantity,
+                    kept.position,
+                    reason,
+                    kept.hold,
+                    account.cash,
+                )
+            )
+            self._drop_if_empty(kept)
+
+    def _settle_future(self, market: Market, outcome: int, yes_payout: int) -> None:
+        """Settle a closed futures market at `yes_payout`: MarketSettled, then marks toward
+        it, at most the band each (each with its variation margin, and liquidations where
+        a margin runs short: so no account ever owes more than it has), then every margin
+        goes back to its account's cash."""
+        terms = market.future
+        assert terms is not None
+        market_id = market.market_id
+        market.outcome = outcome
+        market.yes_payout = yes_payout
+        market.seq += 1
+        self._events.append((_EV_SETTLED, market_id, market.seq, outcome, yes_payout))
+        while terms.mark != yes_payout:
+            band = terms.mark_band
+            step = yes_payout - terms.mark
+            step = band if step > band else -band if step < -band else step
+            self._mark(market, terms.mark + step)
+        market.status = _SETTLED
+        terms.next_mark_ms = 0
+        for account_id in sorted(market.ams):
+            am = market.ams[account_id]
+            assert not am.orders, "a closed market has no resting orders"
+            account = am.account
+            account.cash += am.hold
+            account.held -= am.hold
+            position = am.position
+            am.hold = 0
+            am.position = 0
+            account.seq += 1
+            self._events.append(
+                (
+                    _EV_POSITION_SETTLED,
+                    account_id,
+                    account.seq,
+                    market_id,
+                    position,
+                    0,  # its gains and losses came as variation margin; its margin is back
+                    account.cash,
+                )
+            )
+            del account.markets[market_id]
+        market.ams.clear()
+        market.open_interest = 0
 
     # -- Events -----------------------------------------------------------------------------
 

@@ -187,6 +187,36 @@ class PayoutReleased(Record):
     cash: int
 
 
+@EVENTS.define(14)
+class VariationMargin(Record):
+    """A futures mark: the account received (or paid) `variation` cents, its position
+    times the mark's move; what it owed came from its cash first, then its margin."""
+
+    account_id: int
+    account_seq: int
+    market_id: int
+    mark: int
+    variation: int  # + received, - paid
+    margin: int  # the account's margin in the market after it
+    cash: int
+
+
+@EVENTS.define(15)
+class PositionReduced(Record):
+    """A futures position closed by the engine at the mark: the account's own (reason 1,
+    liquidated: its margin fell below maintenance) or a counterparty's (reason 2,
+    deleveraged: it held the opposite position the liquidation closed against)."""
+
+    account_id: int
+    account_seq: int
+    market_id: int
+    quantity: int
+    position: int  # after it
+    reason: int
+    margin: int
+    cash: int
+
+
 # -- Market events (32-63) -------------------------------------------------------------------
 
 
@@ -249,6 +279,25 @@ class MarketSettled(Record):
     yes_payout: int  # cents paid per YES contract; NO contracts get the rest of 100
 
 
+@EVENTS.define(38)
+class MarketMarked(Record):
+    """A futures market's mark price moved (variation margin follows for every position)."""
+
+    market_id: int
+    market_seq: int
+    mark: int
+
+
+@EVENTS.define(39)
+class MarginsSet(Record):
+    market_id: int
+    market_seq: int
+    initial_margin: int
+    maintenance_margin: int
+    mark_band: int
+    mark_interval_ms: int
+
+
 # -- Event events (64-95) --------------------------------------------------------------------
 
 
@@ -291,8 +340,10 @@ __all__ = [
     "EventCreated",
     "EventSettled",
     "LevelUpdated",
+    "MarginsSet",
     "MarketConfigured",
     "MarketCreated",
+    "MarketMarked",
     "MarketSettled",
     "MarketStatusChanged",
     "MassCancelled",
@@ -302,9 +353,11 @@ __all__ = [
     "OrderGroupUpdated",
     "OrderReplaced",
     "PayoutReleased",
+    "PositionReduced",
     "PositionSettled",
     "PositionsConverted",
     "TradePrinted",
+    "VariationMargin",
     "Withdrawn",
     "event_from_canonical",
 ]

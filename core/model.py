@@ -34,6 +34,12 @@ pay in any scenario), paid to the account's cash ahead of settlement; every fill
 it, and settlement pays each position less what was released. A market on its own is the
 event of one market that is not exhaustive: the same formulas give the hold above and
 released 0.
+
+A futures market holds margin instead (FutureTerms, `futures_requirement`): positions are
+not paid for, every fill settles its price's difference from the mark at once, and marks
+move money between longs and shorts (engine.py, `_mark`). The hold of its AccountMarket is
+the margin posted, a primary fact: at most the requirement, at least the maintenance
+margin of the position.
 """
 
 from __future__ import annotations
@@ -223,6 +229,7 @@ class Market:
         "event",
         "exclusive",
         "floor",
+        "future",
         "kind",
         "maker_bps",
         "market_id",
@@ -272,6 +279,7 @@ class Market:
         self.ams: dict[int, AccountMarket] = {}  # account_id -> its AccountMarket here
         self.event: Event | None = None  # the event it belongs to, if any
         self.exclusive: Event | None = None  # the same, if that event is mutually exclusive
+        self.future: FutureTerms | None = None  # a futures market's margins and mark
 
     def best_bid(self) -> int:
         return self.bid_mask.bit_length() - 1  # -1 if none
@@ -279,6 +287,31 @@ class Market:
     def best_ask(self) -> int:
         mask = self.ask_mask
         return (mask & -mask).bit_length() - 1  # -1 if none
+
+
+class FutureTerms:
+    """A futures market's margins (cents per contract), its mark price and how the mark
+    moves: at most `mark_band` a mark, by the engine every `mark_interval_ms` (0: only when
+    told), from the book's mid or else its last trade."""
+
+    __slots__ = (
+        "initial_margin",
+        "last_price",
+        "maintenance_margin",
+        "mark",
+        "mark_band",
+        "mark_interval_ms",
+        "next_mark_ms",
+    )
+
+    def __init__(self) -> None:
+        self.mark = constants.futures_mark_price_default
+        self.initial_margin = constants.futures_initial_margin_default
+        self.maintenance_margin = constants.futures_maintenance_margin_default
+        self.mark_band = constants.futures_mark_band_default
+        self.mark_interval_ms = 0
+        self.next_mark_ms = 0  # the batch time of the next mark by the engine; 0: none
+        self.last_price = 0  # of the last trade; 0: none yet
 
 
 class Event:
@@ -594,6 +627,33 @@ def event_risk(event: Event, ams: Iterable[AccountMarket], touched: int) -> tupl
         least = min(least, position)
         most = max(most, asks - bids - PAYOUT * position)
     return bids_total + PAYOUT * least + most, PAYOUT * (no_held + least)
+
+
+def futures_requirement(am: AccountMarket, terms: FutureTerms) -> int:
+    """The margin an account's position and orders in a futures market need: the initial
+    margin on the largest position its orders can make (all its bids filling, or all its
+    asks), what its orders would pay at their prices beyond the mark (a fill settles the
+    difference at once), and every fee they can still cost."""
+    position = am.position
+    longest = position + am.bid_qty
+    shortest = position - am.ask_qty
+    exposure = max(abs(longest), abs(shortest))
+    mark = terms.mark
+    premium = 0
+    for order in am.orders.values():
+        price = order.price
+        if order.is_bid:
+            if price > mark:
+                premium += (price - mark) * order.remaining
+        elif price < mark:
+            premium += (mark - price) * order.remaining
+    return (
+        terms.initial_margin * exposure
+        + premium
+        + am.bid_fee_bound
+        + am.ask_fee_bound
+        + am.taker_bound
+    )
 
 
 def taker_fee_bound(order: Order) -> int:

@@ -23,6 +23,7 @@ from .model import (
     Account,
     AccountMarket,
     Event,
+    FutureTerms,
     Level,
     Market,
     Order,
@@ -33,7 +34,7 @@ from .model import (
     resting_orders,
 )
 
-STATE_VERSION = 3  # 2: order groups (accounts' groups, orders' group ids); 3: events
+STATE_VERSION = 3  # 2: order groups (accounts' groups, orders' group ids); 3: events, futures
 # The names of each row's fields, in order, for readers of the raw form (the snapshot
 # export): the header, a bank reference, an account, a market, an order.
 HEADER_FIELDS = (
@@ -76,6 +77,10 @@ MARKET_FIELDS = (
     "yes_payout",
     "positions",
     "event_id",
+    # a futures market's [mark, initial_margin, maintenance_margin, mark_band,
+    # mark_interval_ms, next_mark_ms, last_price]; [] for others
+    "future",
+    "margins",  # a futures market's [[account_id, margin]] (margin is a primary fact there)
 )
 ORDER_FIELDS = (
     "order_id",
@@ -177,6 +182,12 @@ def to_state(engine: Engine) -> list[Any]:
                 market.yes_payout,
                 positions,
                 market.event.event_id if market.event is not None else 0,
+                _future_row(market.future),
+                [
+                    [account_id, market.ams[account_id].hold]
+                    for account_id in sorted(market.ams)
+                    if market.future is not None and market.ams[account_id].hold
+                ],
             ]
         )
         for order in resting_orders(market):
@@ -222,6 +233,20 @@ def to_state(engine: Engine) -> list[Any]:
         for event in sorted(engine.events.values(), key=lambda e: e.event_id)
     ]
     return [STATE_VERSION, header, bank_references, accounts, markets, orders, events]
+
+
+def _future_row(terms: FutureTerms | None) -> list[int]:
+    if terms is None:
+        return []
+    return [
+        terms.mark,
+        terms.initial_margin,
+        terms.maintenance_margin,
+        terms.mark_band,
+        terms.mark_interval_ms,
+        terms.next_mark_ms,
+        terms.last_price,
+    ]
 
 
 def encode_state(engine: Engine) -> bytes:
@@ -321,6 +346,8 @@ def _build(state: Any) -> Engine:
         yes_payout,
         positions,
         event_id,
+        future,
+        margins,
     ) in markets:
         market = Market(
             market_id, ticker, kind, close_time_ms, taker_bps, maker_bps, position_limit, floor, cap
@@ -332,6 +359,19 @@ def _build(state: Any) -> Engine:
         market.yes_payout = yes_payout
         engine.markets[market_id] = market
         engine.market_ids_by_ticker[ticker] = market_id
+        if future:
+            terms = market.future = FutureTerms()
+            (
+                terms.mark,
+                terms.initial_margin,
+                terms.maintenance_margin,
+                terms.mark_band,
+                terms.mark_interval_ms,
+                terms.next_mark_ms,
+                terms.last_price,
+            ) = future
+            if terms.next_mark_ms:  # 0 once closed
+                engine.mark_heap.append((terms.next_mark_ms, market_id))
         if event_id:
             event = engine.events[event_id]
             market.event = event
@@ -345,10 +385,14 @@ def _build(state: Any) -> Engine:
             am.position = position
             if position > 0:
                 market.open_interest += position
+        for account_id, margin in margins:
+            _account_market(engine, account_id, market).hold = margin
     _place_orders(engine, orders)
     for account in engine.accounts.values():
         for am in account.markets.values():
-            if am.account_event is None:
+            if am.market.future is not None:
+                account.held += am.hold  # as stored
+            elif am.account_event is None:
                 am.hold = market_hold(am)
                 account.held += am.hold
         for ae in account.events.values():
@@ -359,6 +403,7 @@ def _build(state: Any) -> Engine:
         event.released += event.house_released()
     engine.gtd_heap.sort()
     engine.close_heap.sort()
+    engine.mark_heap.sort()
     return engine
 
 

@@ -29,7 +29,7 @@ from typing import Any
 from evx.core import Engine, MarketStatus, queries
 
 MARKET_EVENT_CODES = range(32, 64)
-_CREATED, _STATUS, _CONFIGURED, _LEVEL, _TRADE, _SETTLED = 32, 33, 34, 35, 36, 37
+_CREATED, _STATUS, _CONFIGURED, _LEVEL, _TRADE, _SETTLED, _MARKED = 32, 33, 34, 35, 36, 37, 38
 _BID = 1
 TRADES_KEPT = 50  # recent trades a LocalBook keeps for a screen
 
@@ -57,6 +57,7 @@ class BookImage:
     ticker: str = ""
     outcome: int = 0
     yes_payout: int = 0
+    mark: int = 0  # a futures market's mark price; 0 for others
 
 
 def book_image(engine: Engine, market_id: int) -> BookImage | None:
@@ -74,6 +75,7 @@ def book_image(engine: Engine, market_id: int) -> BookImage | None:
         market.ticker,
         market.outcome,
         market.yes_payout,
+        market.future.mark if market.future is not None else 0,
     )
 
 
@@ -185,6 +187,7 @@ class LocalBook:
     ticker: str = ""
     outcome: int = 0  # once settled
     yes_payout: int = 0
+    mark: int = 0  # a futures market's mark price
 
     @classmethod
     def from_image(cls, image: BookImage) -> LocalBook:
@@ -197,6 +200,7 @@ class LocalBook:
             ticker=image.ticker,
             outcome=image.outcome,
             yes_payout=image.yes_payout,
+            mark=image.mark,
         )
 
     def apply(self, event: tuple[Any, ...]) -> bool:
@@ -225,6 +229,8 @@ class LocalBook:
         elif code == _SETTLED:
             self.status = int(MarketStatus.SETTLED)
             self.outcome, self.yes_payout = event[3], event[4]
+        elif code == _MARKED:
+            self.mark = event[3]
         elif code == _CREATED:
             self.ticker = event[3]
         return True
@@ -239,6 +245,7 @@ class LocalBook:
             self.ticker,
             self.outcome,
             self.yes_payout,
+            self.mark,
         )
 
     def best(self) -> tuple[int | None, int | None]:

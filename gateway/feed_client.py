@@ -47,6 +47,8 @@ _EVENT_CODES = {
     wire.LevelUpdate: 35,
     wire.TradeUpdate: 36,
     wire.SettledUpdate: 37,
+    wire.MarkUpdate: 38,
+    wire.MarginUpdate: 39,
 }
 _FAILURES = (
     OSError,
@@ -315,6 +317,7 @@ class FeedClient:
                 message.ticker,
                 message.outcome,
                 message.yes_payout,
+                message.mark,
             )
         )
 

@@ -51,6 +51,7 @@ log = logs.get("evx.feed")
 
 _ENCODER = Connection(wire.SERVER, wire.FEED_PORT)
 _CREATED, _STATUS, _CONFIGURED, _LEVEL, _TRADE, _SETTLED = 32, 33, 34, 35, 36, 37
+_MARKED, _MARGINS = 38, 39
 _READ_BYTES_MAX = 65_536
 _WRITE_BYTES_MAX = 262_144
 _SOCKET_FAILURES = (trio.BrokenResourceError, trio.ClosedResourceError, OSError)
@@ -72,6 +73,7 @@ def snapshot_frame(image: BookImage) -> bytes:
             image.status,
             image.outcome,
             image.yes_payout,
+            image.mark,
             image.ticker,
             tuple(wire.BookLevel(*level) for level in image.bids),
             tuple(wire.BookLevel(*level) for level in image.asks),
@@ -92,6 +94,10 @@ def update_frame(event: tuple[Any, ...]) -> bytes:
         return frame(wire.SettledUpdate(*event[1:]))
     if code == _CONFIGURED:
         return frame(wire.ConfigUpdate(*event[1:]))
+    if code == _MARKED:
+        return frame(wire.MarkUpdate(*event[1:]))
+    if code == _MARGINS:
+        return frame(wire.MarginUpdate(*event[1:]))
     assert code == _CREATED, event
     _, market_id, seq, ticker = event[:4]
     return snapshot_frame(BookImage(market_id, seq, int(MarketStatus.PROPOSED), (), (), ticker))

@@ -963,6 +963,29 @@ class PayoutReleased(ExecutionReport):
     cash: u64  # the account's available cash after it
 
 
+@report(0x2D, 14)
+class VariationMargin(ExecutionReport):
+    account_seq: u64
+    applied_index: u64
+    market_id: u32
+    mark: u8  # the new mark price, 0-100
+    variation: i64  # + received, - paid: the position times the mark's move
+    margin: u64  # the account's margin in the market after it
+    cash: u64
+
+
+@report(0x2E, 15)
+class PositionReduced(ExecutionReport):
+    account_seq: u64
+    applied_index: u64
+    market_id: u32
+    quantity: u32  # contracts closed, at the mark
+    position: i64  # after it
+    reason: u8  # 1: liquidated (its margin fell below maintenance); 2: deleveraged
+    margin: u64
+    cash: u64
+
+
 def report_from_event(event: Sequence[Any], applied_index: int) -> ExecutionReport:
     """The execution report of an engine account event in canonical form
     `(code, account_id, account_seq, ...)`, produced by the log entry at `applied_index`.
@@ -1368,12 +1391,13 @@ class BookSnapshot(Message):
     status: u8  # MarketStatus
     outcome: i64  # once settled: 1 YES or 0 NO (binary), the value (scalar); else 0
     yes_payout: u8  # once settled: cents per YES contract; else 0
+    mark: u8  # a futures market's mark price, 0-100; 0 for others
     ticker: string
     bids: book_levels[BookLevel]  # best (highest) price first
     asks: book_levels[BookLevel]  # best (lowest) price first
 
     def out_of_range(self) -> str | None:
-        return _payout_problem(self.yes_payout)
+        return _payout_problem(self.yes_payout) or _payout_problem(self.mark)
 
 
 @message(0x76, Direction.SERVER_TO_CLIENT, (FEED_PORT,))
@@ -1421,6 +1445,30 @@ class ConfigUpdate(Message):
     taker_fee_bps: u32
     maker_fee_bps: u32
     position_limit: u64
+
+
+@message(0x7D, Direction.SERVER_TO_CLIENT, (FEED_PORT,))
+class MarkUpdate(Message):
+    """A futures market was marked: every position there is now at this price."""
+
+    market_id: u32
+    market_seq: u64
+    mark: u8  # 0-100
+
+    def out_of_range(self) -> str | None:
+        return _payout_problem(self.mark)
+
+
+@message(0x7E, Direction.SERVER_TO_CLIENT, (FEED_PORT,))
+class MarginUpdate(Message):
+    """A futures market's margins (cents per contract) and how its mark moves."""
+
+    market_id: u32
+    market_seq: u64
+    initial_margin: u8
+    maintenance_margin: u8
+    mark_band: u8
+    mark_interval_ms: u32
 
 
 @message(0x7B, Direction.SERVER_TO_CLIENT, (FEED_PORT,))

@@ -220,6 +220,15 @@ def show(
                 "escrow": m.escrow,
                 "outcome": m.outcome,
                 "event_id": m.event.event_id if m.event is not None else 0,
+                "future": None
+                if m.future is None
+                else {
+                    "mark": m.future.mark,
+                    "initial_margin": m.future.initial_margin,
+                    "maintenance_margin": m.future.maintenance_margin,
+                    "mark_band": m.future.mark_band,
+                    "mark_interval_ms": m.future.mark_interval_ms,
+                },
             }
         )
         view = queries.book(engine, market_id)
@@ -243,7 +252,9 @@ def show(
                 "market_id": market_id,
                 "ticker": engine.markets[market_id].ticker,
                 "position": am.position,
-                "hold": am.hold,  # 0 in a mutually exclusive event: the event holds
+                # a futures market's: its margin; 0 in a mutually exclusive event (the event
+                # holds for its markets)
+                "hold": am.hold,
                 "open_orders": len(am.orders),
             }
             for market_id, am in sorted(a.markets.items())

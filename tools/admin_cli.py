@@ -33,6 +33,8 @@ from evx.core import (
     Deposit,
     MarketKind,
     MarketStatus,
+    MarkMarket,
+    SetMargins,
     SetMarketStatus,
     SettleEvent,
     SettleMarket,
@@ -407,6 +409,13 @@ def _close_time_ms(text: str | None) -> int:
     metavar="FLOOR CAP",
     help="a scalar market on [FLOOR, CAP] (default: binary)",
 )
+@click.option(
+    "--future",
+    nargs=2,
+    type=int,
+    metavar="FLOOR CAP",
+    help="a futures market settling on [FLOOR, CAP], on margin (then `market margins`)",
+)
 @click.option("--close-time", help="when trading stops: ISO 8601 with a zone, or epoch ms")
 @click.option("--taker-fee-bps", default=constants.taker_fee_bps_default, show_default=True)
 @click.option("--maker-fee-bps", default=constants.maker_fee_bps_default, show_default=True)
@@ -424,6 +433,7 @@ def market_create(
     as_json: bool,
     ticker: str,
     scalar: tuple[int, int] | None,
+    future: tuple[int, int] | None,
     close_time: str | None,
     taker_fee_bps: int,
     maker_fee_bps: int,
@@ -431,10 +441,13 @@ def market_create(
     event_id: int,
 ) -> None:
     """Create market TICKER (proposed: open it to trade), in an event with --event."""
-    floor, cap = scalar or (0, 0)
+    if scalar and future:
+        raise UsageProblem("a market is --scalar or --future, not both")
+    floor, cap = scalar or future or (0, 0)
+    kind = MarketKind.FUTURE if future else MarketKind.SCALAR if scalar else MarketKind.BINARY
     command = CreateMarket(
         ticker,
-        MarketKind.SCALAR if scalar else MarketKind.BINARY,
+        kind,
         close_time_ms=_close_time_ms(close_time),
         taker_fee_bps=taker_fee_bps,
         maker_fee_bps=maker_fee_bps,
@@ -494,6 +507,50 @@ def market_settle(
     _operate(data_dir, config_path, operator_key, as_json, SettleMarket(market_id, value))
 
 
+@market.command("margins")
+@_signed
+@click.argument("market_id", type=int)
+@click.option("--initial", type=int, required=True, help="cents a contract a position needs")
+@click.option("--maintenance", type=int, required=True, help="cents a contract, or liquidated")
+@click.option("--band", type=int, required=True, help="the most a mark moves, cents")
+@click.option(
+    "--interval-ms", type=int, default=0, show_default=True, help="the engine marks it this often"
+)
+def market_margins(
+    data_dir: Path | None,
+    config_path: Path | None,
+    operator_key: Path | None,
+    as_json: bool,
+    market_id: int,
+    initial: int,
+    maintenance: int,
+    band: int,
+    interval_ms: int,
+) -> None:
+    """Set futures MARKET_ID's margins (1 <= band <= maintenance <= initial <= 100); they
+    apply at once: short margins are topped up from cash, or orders cancelled, or
+    positions liquidated."""
+    command = SetMargins(market_id, initial, maintenance, band, interval_ms)
+    _operate(data_dir, config_path, operator_key, as_json, command)
+
+
+@market.command("mark")
+@_signed
+@click.argument("market_id", type=int)
+@click.argument("price", type=int, default=0)
+def market_mark(
+    data_dir: Path | None,
+    config_path: Path | None,
+    operator_key: Path | None,
+    as_json: bool,
+    market_id: int,
+    price: int,
+) -> None:
+    """Mark futures MARKET_ID to PRICE (within its band), or without PRICE from its book:
+    every position is paid its variation margin."""
+    _operate(data_dir, config_path, operator_key, as_json, MarkMarket(market_id, price))
+
+
 @market.command("configure")
 @_signed
 @click.argument("market_id", type=int)
@@ -526,9 +583,9 @@ def event() -> None:
 @click.option(
     "--kind",
     type=click.Choice(["exhaustive", "exclusive", "group"]),
-    default="exhaustive",
-    show_default=True,
-    help="exhaustive: exactly one market wins; exclusive: at most one; group: no netting",
+    required=True,
+    help="exhaustive: exactly one market wins (list every outcome, 'other' too); "
+    "exclusive: at most one; group: no netting",
 )
 def event_create(
     data_dir: Path | None,

@@ -28,14 +28,18 @@ from evx.core import (
     Deposited,
     EventCreated,
     EventSettled,
+    MarginsSet,
     MarketConfigured,
     MarketCreated,
     MarketKind,
+    MarketMarked,
     MarketSettled,
     MarketStatus,
     MarketStatusChanged,
+    PositionReduced,
     PositionSettled,
     Reject,
+    VariationMargin,
     Withdrawn,
 )
 from evx.gateway.client import Client, sole_exception
@@ -160,12 +164,27 @@ def _done(outcome: Any, events: list[Any], event_count: int) -> str:
     if isinstance(outcome, MarketCreated):
         kind = MarketKind(outcome.kind).name.lower()
         scalar = ""
-        if outcome.kind == MarketKind.SCALAR:
+        if outcome.kind in (MarketKind.SCALAR, MarketKind.FUTURE):
             scalar = f" on [{outcome.floor}, {outcome.cap}]"
         event = f" in event {outcome.event_id}" if outcome.event_id else ""
         return (
             f"market {outcome.market_id} {outcome.ticker} created ({kind}{scalar}){event}, "
             f"proposed: open it to trade"
+        )
+    if isinstance(outcome, MarginsSet):
+        return (
+            f"market {outcome.market_id}: initial margin {outcome.initial_margin}, maintenance "
+            f"{outcome.maintenance_margin} cents a contract; marks move at most "
+            f"{outcome.mark_band}, "
+            + (f"every {outcome.mark_interval_ms} ms" if outcome.mark_interval_ms else "when told")
+        )
+    if isinstance(outcome, MarketMarked):
+        paid = sum(1 for event in events if isinstance(event, VariationMargin))
+        cut = sum(1 for event in events if isinstance(event, PositionReduced))
+        shown = "" if len(events) == event_count else f" (of {event_count} events)"
+        return (
+            f"market {outcome.market_id} marked at {outcome.mark}: {paid} positions paid "
+            f"variation margin, {cut} reduced{shown}"
         )
     if isinstance(outcome, EventCreated):
         kind = (

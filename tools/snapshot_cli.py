@@ -136,7 +136,7 @@ def show_command(
         tables.append(
             _table(
                 "markets",
-                ["id", "ticker", "kind", "status", "open orders", "open interest", "escrow"],
+                ["id", "ticker", "kind", "status", "orders", "open interest", "escrow", "mark"],
                 [
                     [
                         m["market_id"],
@@ -146,6 +146,7 @@ def show_command(
                         m["open_orders"],
                         m["open_interest"],
                         m["escrow"],
+                        m["future"]["mark"] if m["future"] else "",
                     ]
                     for m in view["markets"]
                 ],

@@ -36,6 +36,8 @@ EXPECTED_COMMAND_CODES = {
     "ConfigureMarket": 67,
     "CreateEvent": 68,
     "SettleEvent": 69,
+    "SetMargins": 70,
+    "MarkMarket": 71,
 }
 EXPECTED_EVENT_CODES = {
     "OrderAccepted": 1,
@@ -51,12 +53,16 @@ EXPECTED_EVENT_CODES = {
     "OrderGroupUpdated": 11,
     "PositionsConverted": 12,
     "PayoutReleased": 13,
+    "VariationMargin": 14,
+    "PositionReduced": 15,
     "MarketCreated": 32,
     "MarketStatusChanged": 33,
     "MarketConfigured": 34,
     "LevelUpdated": 35,
     "TradePrinted": 36,
     "MarketSettled": 37,
+    "MarketMarked": 38,
+    "MarginsSet": 39,
     "EventCreated": 64,
     "EventSettled": 65,
 }

@@ -45,6 +45,7 @@ from evx.core import (
     Deposit,
     MarketKind,
     MarketStatus,
+    MarkMarket,
     MassCancel,
     NewOrder,
     OrderAccepted,
@@ -55,6 +56,7 @@ from evx.core import (
     Reject,
     ReplaceOrder,
     ResetOrderGroup,
+    SetMargins,
     SetMarketStatus,
     SetOrderGroup,
     SettleEvent,
@@ -76,7 +78,7 @@ LIMIT, MARKET = OrderType.LIMIT, OrderType.MARKET
 GTC, IOC, FOK, GTD = TimeInForce.GTC, TimeInForce.IOC, TimeInForce.FOK, TimeInForce.GTD
 BUY_YES, SELL_YES, BUY_NO = Side.BUY_YES, Side.SELL_YES, Side.BUY_NO
 OPEN, HALTED, CLOSED = MarketStatus.OPEN, MarketStatus.HALTED, MarketStatus.CLOSED
-BINARY, SCALAR = MarketKind.BINARY, MarketKind.SCALAR
+BINARY, SCALAR, FUTURE = MarketKind.BINARY, MarketKind.SCALAR, MarketKind.FUTURE
 HORIZON_MS = limits.gtd_horizon_ms_max
 
 
@@ -306,6 +308,38 @@ def with_markets(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
     world.add_market("CLOSED", CLOSED)
     world.add_market("SETTLED", CLOSED, settle_with=1)
     world.add_market("SCALAR", CLOSED, kind=SCALAR, floor=0, cap=1_000)
+
+
+def with_future(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    """FUT, an open futures market on [0, 100] (margins 20 / 10, band 5, marked at 50),
+    where alice is long 2 from bob at 50."""
+    market_id = world.add_market("FUT", kind=FUTURE, floor=0, cap=100)
+    world.harness.do(SetMarketStatus(market_id, OPEN))
+    alice, bob = world.account_id("alice"), world.account_id("bob")
+    world.harness.do(NewOrder(alice, 60, market_id, BUY_YES, 50, 2))
+    filled = world.harness.do(NewOrder(bob, 60, market_id, SELL_YES, 50, 2))
+    assert any(type(event).__name__ == "OrderFilled" for event in filled), filled
+
+
+def set_margins(ticker: str = "FUT", **fields: Value):
+    defaults = {
+        "market_id": market_of(ticker),
+        "initial_margin": 20,
+        "maintenance_margin": 10,
+        "mark_band": 5,
+        "mark_interval_ms": 0,
+    }
+    return _command(SetMargins, defaults, fields)
+
+
+def mark(ticker: str = "FUT", **fields: Value):
+    return _command(MarkMarket, {"market_id": market_of(ticker), "price": 52}, fields)
+
+
+def with_settled_future(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    with_future(world, monkeypatch)
+    world.harness.do(SetMarketStatus(world.market_ids["FUT"], CLOSED))
+    world.harness.do(SettleMarket(world.market_ids["FUT"], 50))
 
 
 def with_events(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -595,6 +629,9 @@ TABLE = [
     row("order_group_limit_must_be_in_range", "one over", NONE,
         set_group(contract_limit=limits.order_group_contract_limit_max + 1), "alice", 3),
     row("order_group_window_must_be_in_range", "0", NONE, set_group(window_ms=0), "alice", 3),
+    row("max_cost_must_not_be_set_for_futures", "market order", with_future,
+        new_order(market_id=market_of("FUT"), order_type=MARKET, time_in_force=IOC,
+                  max_cost=100), "alice"),
     row("order_group_window_must_be_in_range", "one over", NONE,
         set_group(window_ms=limits.order_group_window_ms_max + 1), "alice", 3),
     # 400-499: the order against the market and the account's orders
@@ -730,7 +767,7 @@ TABLE = [
     row("ticker_must_be_valid", "33 characters", NONE, create_market(ticker="T" * 33)),
     row("ticker_must_be_valid", "starts with a dot", NONE, create_market(ticker=".NEW")),
     row("market_kind_must_be_known", "zero", NONE, create_market(kind=0)),
-    row("market_kind_must_be_known", "three", NONE, create_market(kind=3)),
+    row("market_kind_must_be_known", "four", NONE, create_market(kind=4)),
     row("close_time_must_be_in_future", "now", NONE,
         create_market(close_time_ms=batch_time(0))),
     row("close_time_must_be_in_future", "negative", NONE, create_market(close_time_ms=-1)),
@@ -815,6 +852,37 @@ TABLE = [
         settle_event(winner_market_id=market_of("A")), None, event_of("RACE")),
     row("exhaustive_event_must_have_a_winner", "none won", with_events,
         settle_event("ELECT", winner_market_id=0), None, event_of("ELECT")),
+    row("exhaustive_event_must_have_two_markets", "open its one market",
+        lambda world, monkeypatch: (world.add_event("SOLO", 1, 1),
+                                    world.add_market("S1", event="SOLO")),
+        set_status("S1", status=OPEN), None, market_of("S1")),
+    row("market_must_be_a_future", "margins of a binary market", NONE, set_margins("MKT"),
+        None, market_of("MKT")),
+    row("market_must_be_a_future", "mark a binary market", NONE, mark("MKT"), None,
+        market_of("MKT")),
+    row("market_must_exist", "margins", NONE, set_margins(market_id=999)),
+    row("market_must_exist", "mark", NONE, mark(market_id=999)),
+    row("market_must_not_be_settled", "margins", with_settled_future, set_margins(), None,
+        market_of("FUT")),
+    row("market_must_not_be_settled", "mark", with_settled_future, mark(), None,
+        market_of("FUT")),
+    row("margins_must_be_in_order", "band above maintenance", with_future,
+        set_margins(mark_band=11), None, market_of("FUT")),
+    row("margins_must_be_in_order", "maintenance above initial", with_future,
+        set_margins(maintenance_margin=21, mark_band=1), None, market_of("FUT")),
+    row("margins_must_be_in_order", "initial above 100", with_future,
+        set_margins(initial_margin=101), None, market_of("FUT")),
+    row("margins_must_be_in_order", "band 0", with_future, set_margins(mark_band=0), None,
+        market_of("FUT")),
+    row("mark_interval_must_be_in_range", "negative", with_future,
+        set_margins(mark_interval_ms=-1), None, market_of("FUT")),
+    row("mark_interval_must_be_in_range", "past a day", with_future,
+        set_margins(mark_interval_ms=limits.futures_mark_interval_ms_max + 1), None,
+        market_of("FUT")),
+    row("mark_must_be_within_band", "6 cents from the mark", with_future, mark(price=56), None,
+        market_of("FUT")),
+    row("price_must_be_between_1_and_99", "mark at 100", with_future, mark(price=100), None,
+        market_of("FUT")),
     row("event_markets_must_be_closed", "open markets", with_events,
         settle_event("ELECT", winner_market_id=market_of("A")), None, event_of("ELECT")),
 ]  # fmt: skip
@@ -1423,7 +1491,7 @@ def test_a_batch_over_the_limit_rejects_every_command(monkeypatch: pytest.Monkey
     assert [type(outcome).__name__ for outcome in outcomes] == ["Deposited", "OrderAccepted"]
 
 
-UNKNOWN_CODES = [0, 8, 31, 35, 63, 70, 96, 999, -1, limits.id_max + 1, 2**64, "1", 1.0, True,
+UNKNOWN_CODES = [0, 8, 31, 35, 63, 72, 96, 999, -1, limits.id_max + 1, 2**64, "1", 1.0, True,
                  None, b"\x01"]  # fmt: skip
 
 
@@ -1471,6 +1539,8 @@ def valid_command_of_each_code(world: World) -> dict[int, Record]:
         ConvertNo(alice, 101, world.market_ids["A"], 1),
         CreateEvent("OTHER", 1, 1),
         SettleEvent(world.event_ids["RACE"], 0),
+        SetMargins(world.market_ids["FUT"], 30, 10, 5, 1_000),
+        MarkMarket(world.market_ids["FUT"], 51),
     ]
     return {command.CODE: command for command in commands}
 
@@ -1492,6 +1562,7 @@ def test_every_field_of_every_command_has_its_type_checked(
     world.run(ALICE_RESTS)
     with_markets(world, monkeypatch)
     with_events(world, monkeypatch)
+    with_future(world, monkeypatch)
     world.harness.do(SetOrderGroup(world.account_id("alice"), 3, 100, 60_000))  # to reset
     base = valid_command_of_each_code(world)
     assert set(base) == set(COMMANDS.by_code), "every command code needs a valid example"

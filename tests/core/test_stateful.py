@@ -56,12 +56,15 @@ from evx.core import (
     EventSettled,
     LevelUpdated,
     Liquidity,
+    MarginsSet,
     MarketConfigured,
     MarketCreated,
     MarketKind,
+    MarketMarked,
     MarketSettled,
     MarketStatus,
     MarketStatusChanged,
+    MarkMarket,
     MassCancel,
     MassCancelled,
     NewOrder,
@@ -73,6 +76,7 @@ from evx.core import (
     OrderReplaced,
     OrderType,
     PayoutReleased,
+    PositionReduced,
     PositionsConverted,
     PositionSettled,
     Record,
@@ -80,6 +84,7 @@ from evx.core import (
     ReplaceOrder,
     ResetOrderGroup,
     SelfTradePrevention,
+    SetMargins,
     SetMarketStatus,
     SetOrderGroup,
     SettleEvent,
@@ -87,6 +92,7 @@ from evx.core import (
     Side,
     TimeInForce,
     TradePrinted,
+    VariationMargin,
     Withdraw,
     Withdrawn,
     check_invariants,
@@ -117,7 +123,7 @@ ALLOWED_TRANSITIONS = {
 }
 # Event fields that are signed by design; every other int field of an event is a count,
 # an id, a price or money and must fit the unsigned 63-bit range of the wire formats.
-SIGNED_EVENT_FIELDS = frozenset({"position", "floor", "cap", "outcome"})
+SIGNED_EVENT_FIELDS = frozenset({"position", "floor", "cap", "outcome", "variation"})
 
 KEY = b"k" * constants.public_key_length
 
@@ -172,7 +178,7 @@ WRONG_TYPED_VALUES = st.one_of(
 OUT_OF_RANGE_INTS = st.sampled_from(
     [-1, -(2**63), -(2**64), 2**63 - 1, 2**63, 2**64 - 1, 2**64, 2**100, -(2**100)]
 )
-UNKNOWN_CODES = st.sampled_from([0, 8, 31, 35, 63, 70, 127, -1, 2**63, 2**64, True, False])
+UNKNOWN_CODES = st.sampled_from([0, 8, 31, 35, 63, 72, 127, -1, 2**63, 2**64, True, False])
 NOT_COMMANDS = st.one_of(
     st.none(),
     st.integers(),
@@ -249,6 +255,8 @@ class MirrorMarket:
     position_limit_max: int  # the largest limit it ever had: no position may exceed it
     yes_payout: int = -1
     event_id: int = 0
+    mark: int = constants.futures_mark_price_default  # futures only
+    mark_band: int = constants.futures_mark_band_default
 
 
 @dataclass
@@ -292,6 +300,7 @@ class EventMirror:
         self.events: dict[int, MirrorEvent] = {}
         self.released: dict[tuple[int, int], int] = {}  # (account, event) -> released payout
         self.last_trade_id = 0
+        self.last_move = 0  # of the last futures mark read
         self.time_ms = 0  # of the batch being read
 
     def consume(self, applied: AppliedBatch, engine: Engine) -> None:
@@ -347,6 +356,27 @@ class EventMirror:
                 self._position_settled(event)
             elif isinstance(event, MarketCreated | MarketConfigured | MarketStatusChanged):
                 self._market_event(event)
+            elif isinstance(event, MarketMarked):
+                self._marked(event)
+            elif isinstance(event, MarginsSet):
+                kept = self.markets[event.market_id]
+                assert kept.kind == MarketKind.FUTURE, event
+                assert (
+                    1
+                    <= event.mark_band
+                    <= event.maintenance_margin
+                    <= event.initial_margin
+                    <= PAYOUT
+                ), event
+                kept.mark_band = event.mark_band
+            elif isinstance(event, VariationMargin):
+                position = self.positions.get((event.account_id, event.market_id), 0)
+                assert event.variation == position * self.last_move, (
+                    f"{event}: a position of {position} and a move of {self.last_move}"
+                )
+                assert position and event.margin >= 0, event
+            elif isinstance(event, PositionReduced):
+                self._reduced(event)
             elif isinstance(event, MarketSettled):
                 market = self.markets[event.market_id]
                 if market.kind == MarketKind.BINARY:
@@ -521,12 +551,36 @@ class EventMirror:
             return -1
         return max(prices) if bids else min(prices)
 
+    def _marked(self, event: MarketMarked) -> None:
+        kept = self.markets[event.market_id]
+        assert kept.kind == MarketKind.FUTURE, event
+        open_interest = sum(
+            q
+            for (_, market_id), q in self.positions.items()
+            if market_id == event.market_id and q > 0
+        )
+        if open_interest:
+            assert abs(event.mark - kept.mark) <= kept.mark_band, f"{event} from {kept.mark}"
+        assert 0 <= event.mark <= PAYOUT, event
+        self.last_move = event.mark - kept.mark
+        kept.mark = event.mark
+
+    def _reduced(self, event: PositionReduced) -> None:
+        key = (event.account_id, event.market_id)
+        before = self.positions.get(key, 0)
+        assert event.quantity > 0 and event.reason in (1, 2), event
+        assert abs(event.position) == abs(before) - event.quantity, f"{event} from {before}"
+        assert event.position * before >= 0, f"{event} flips a position of {before}"
+        self.positions[key] = event.position
+
     def _position_settled(self, event: PositionSettled) -> None:
         key = (event.account_id, event.market_id)
         position = self.positions.get(key, 0)
         assert event.position == position, f"{event} settles a position of {position}"
         yes_payout = self.markets[event.market_id].yes_payout
         expected = yes_payout * position if position > 0 else (PAYOUT - yes_payout) * -position
+        if self.markets[event.market_id].kind == MarketKind.FUTURE:
+            expected = 0  # a future's gains and losses came as variation margin
         assert event.payout == expected, event
         self.positions.pop(key, None)
 
@@ -756,6 +810,14 @@ class EngineMachine(RuleBasedStateMachine):
             for order in self.engine.orders.values()
         ):
             return True
+        if any(
+            market.future is not None
+            and market.future.next_mark_ms
+            and market.future.next_mark_ms <= time_ms
+            and market.status in (MarketStatus.OPEN, MarketStatus.HALTED)
+            for market in self.engine.markets.values()
+        ):
+            return True  # a futures mark by time
         return any(
             market.close_time_ms
             and market.close_time_ms <= time_ms
@@ -926,7 +988,11 @@ class EngineMachine(RuleBasedStateMachine):
         maker_bps=st.sampled_from([175, 0, 700]),
         position_limit=st.sampled_from([20, 5, 50, constants.position_limit_default]),
         scalar=st.booleans(),
-        event=st.sampled_from(["exhaustive", "exhaustive", "exclusive", "none", "none"]),
+        event=st.sampled_from(["exhaustive", "exhaustive", "exclusive", "none", "future"]),
+        margins=st.sampled_from(
+            [(20, 10, 5), (10, 5, 5), (50, 20, 10), (100, 100, 100), (3, 1, 1)]
+        ),
+        mark_interval_ms=st.sampled_from([0, 0, 7, 40]),
     )
     def set_up(
         self,
@@ -936,10 +1002,28 @@ class EngineMachine(RuleBasedStateMachine):
         position_limit: int,
         scalar: bool,
         event: str,
+        margins: tuple[int, int, int],
+        mark_interval_ms: int,
     ) -> None:
         """Three or four accounts, some with little or no cash, and one open market; or
         (most often) an event of three open markets, FIRST among them, where collateral
-        nets, payouts are released and NO convert."""
+        nets, payouts are released and NO convert; or FIRST a futures market on margin,
+        marked by the engine every few milliseconds or only when told."""
+        self.set_up_exchange(
+            cash, taker_bps, maker_bps, position_limit, scalar, event, margins, mark_interval_ms
+        )
+
+    def set_up_exchange(
+        self,
+        cash: list[int],
+        taker_bps: int,
+        maker_bps: int,
+        position_limit: int,
+        scalar: bool,
+        event: str,
+        margins: tuple[int, int, int],
+        mark_interval_ms: int,
+    ) -> None:
         self.pass_due_times()
         for number, amount in enumerate(cash):
             events = self.apply(CreateAccount(f"trader{number}", KEY))
@@ -949,12 +1033,15 @@ class EngineMachine(RuleBasedStateMachine):
         kind, floor, cap = (MarketKind.SCALAR, -500, 1_500) if scalar else (MarketKind.BINARY, 0, 0)
         event_id = 0
         tickers = ["FIRST"]
-        if event != "none":
+        if event in ("exhaustive", "exclusive"):
             created = self.apply(CreateEvent("EVENT", 1, int(event == "exhaustive")))
             assert isinstance(created[0], EventCreated), created
             event_id = created[0].event_id
             kind, floor, cap = MarketKind.BINARY, 0, 0
             tickers += ["SECOND", "THIRD"]
+        if event == "future":
+            kind = MarketKind.FUTURE
+            floor, cap = (-500, 1_500) if scalar else (0, 100)
         market_ids = []
         for ticker in tickers:
             events = self.apply(
@@ -964,6 +1051,8 @@ class EngineMachine(RuleBasedStateMachine):
             )
             assert isinstance(events[0], MarketCreated)
             market_ids.append(events[0].market_id)
+        if event == "future":
+            self.apply(SetMargins(market_ids[0], *margins, mark_interval_ms))
         for market_id in market_ids:
             self.apply(SetMarketStatus(market_id, MarketStatus.OPEN))
 
@@ -1346,7 +1435,11 @@ class EngineMachine(RuleBasedStateMachine):
             return
         assert kept is not None and kept.status == MarketStatus.SETTLED
         settled = [event for event in events if isinstance(event, PositionSettled)]
-        assert [event.account_id for event in settled] == holders
+        if kept.future is not None:
+            # a future is marked to its price first, and marks may liquidate positions
+            assert set(event.account_id for event in settled) <= set(holders)
+        else:
+            assert [event.account_id for event in settled] == holders
         for event in settled:
             assert self.engine.accounts[event.account_id].cash == event.cash, event
         assert not kept.ams and kept.escrow == 0 and kept.open_interest == 0
@@ -1886,6 +1979,69 @@ class EngineMachine(RuleBasedStateMachine):
         assert events[0].cancelled_orders == len(in_scope)
         assert not set(in_scope) & set(self.engine.orders)
 
+    # -- Futures ------------------------------------------------------------------------------
+
+    @rule(
+        market=st.integers(-1, 30),
+        move=st.sampled_from(["book", "book", "up", "down", "far", "same", "bad"]),
+        times=st.sampled_from([1, 1, 1, 4, 8]),
+    )
+    def mark_market(self, market: int, move: str, times: int) -> None:
+        """Mark a futures market: from its book, by the band up or down (the moves that
+        liquidate; several in a row squeeze one side until its margin runs out), past the
+        band (refused while anyone holds a position), to its mark again, or to a price
+        that is no price."""
+        for _ in range(times):
+            self.mark_once(market, move)
+
+    def mark_once(self, market: int, move: str) -> None:
+        self.pass_due_times()
+        futures = sorted(
+            market_id
+            for market_id, kept in self.engine.markets.items()
+            if kept.future is not None and kept.status != MarketStatus.SETTLED
+        )
+        if futures and market >= 0:
+            market_id = futures[market % len(futures)]
+        else:
+            market_id = self.market_id(market)
+        kept = self.engine.markets.get(market_id)
+        terms = kept.future if kept is not None else None
+        mark, band = (terms.mark, terms.mark_band) if terms is not None else (50, 5)
+        price = {
+            "book": 0,
+            "up": min(mark + band, 99),
+            "down": max(mark - band, 1),
+            "far": min(mark + band + 1, 99),
+            "same": mark if 1 <= mark <= 99 else 50,
+            "bad": 100,
+        }[move]
+        events = self.apply(MarkMarket(market_id, price))
+        if isinstance(events[0], CommandRejected):
+            return
+        assert terms is not None and isinstance(events[0], MarketMarked)
+        assert events[0].mark == terms.mark == (price or events[0].mark)
+        for account_market in kept.ams.values():
+            assert account_market.hold >= terms.maintenance_margin * abs(account_market.position)
+
+    @precondition(now_and_then)
+    @rule(
+        market=st.integers(-1, 30),
+        margins=st.sampled_from(
+            [(20, 10, 5), (40, 30, 5), (10, 5, 5), (100, 100, 100), (5, 10, 1), (20, 10, 11)]
+        ),
+        mark_interval_ms=st.sampled_from([0, 5, 30, -1]),
+    )
+    def set_margins(
+        self, market: int, margins: tuple[int, int, int], mark_interval_ms: int
+    ) -> None:
+        """New margins for a futures market (higher ones liquidate at once), some of them
+        out of order."""
+        self.pass_due_times()
+        futures = sorted(m for m, kept in self.engine.markets.items() if kept.future is not None)
+        market_id = futures[market % len(futures)] if futures and market >= 0 else 1
+        self.apply(SetMargins(market_id, *margins, mark_interval_ms))
+
     # -- Time ---------------------------------------------------------------------------------
 
     @rule(elapsed_ms=st.one_of(st.integers(1, 12), st.integers(1, 120)))
@@ -1944,7 +2100,14 @@ class EngineMachine(RuleBasedStateMachine):
             outcome = event_from_canonical(applied.command_events(position)[0])
             assert type(outcome).__name__ in OUTCOME_TYPES, outcome
         for event in applied.events[: applied.outcome_offsets[0]]:
-            assert event[0] in (OrderCancelled.CODE, LevelUpdated.CODE, MarketStatusChanged.CODE)
+            assert event[0] in (
+                OrderCancelled.CODE,
+                LevelUpdated.CODE,
+                MarketStatusChanged.CODE,
+                MarketMarked.CODE,  # futures marked by time, with what follows a mark
+                VariationMargin.CODE,
+                PositionReduced.CODE,
+            )
 
     # -- Garbage ------------------------------------------------------------------------------
 
@@ -1968,13 +2131,15 @@ class EngineMachine(RuleBasedStateMachine):
             SettleMarket.CODE: SettleMarket(market_id, 1),
             ConfigureMarket.CODE: ConfigureMarket(market_id, 700, 0, 100),
             ConvertNo.CODE: ConvertNo(account_id, 10**9 + unique, market_id, 1),
+            SetMargins.CODE: SetMargins(market_id, 20, 10, 5, 0),
+            MarkMarket.CODE: MarkMarket(market_id, 0),
             CreateEvent.CODE: CreateEvent(f"GARBAGE{unique}", 1, 0),
             SettleEvent.CODE: SettleEvent(min(self.engine.events, default=1), 0),
         }
         return commands[code].to_canonical()
 
     @rule(
-        code=st.sampled_from([1, 2, 3, 4, 7, 32, 33, 34, 64, 65, 66, 67, 68, 69]),
+        code=st.sampled_from([1, 2, 3, 4, 7, 32, 33, 34, 64, 65, 66, 67, 68, 69, 70, 71]),
         mutation=st.sampled_from(
             ["type", "type", "range", "range", "short", "long", "code", "empty", "other", "list"]
         ),
@@ -2135,7 +2300,93 @@ class EngineMachine(RuleBasedStateMachine):
                 assert market.status >= MarketStatus.CLOSED, f"market {market.market_id} open"
 
 
+class FuturesMachine(EngineMachine):
+    """The same machine on a futures market: accounts with little cash and positions on
+    low margins, so that marks drain margins, cancel orders that can no longer be covered,
+    and liquidate (deleveraging the other side)."""
+
+    @initialize(
+        cash=st.lists(st.sampled_from([300, 1_000, 2_500, 0]), min_size=3, max_size=4),
+        taker_bps=st.sampled_from([700, 0, 175]),
+        maker_bps=st.sampled_from([0, 175]),
+        position_limit=st.sampled_from([20, 50, 200]),
+        scalar=st.booleans(),
+        margins=st.sampled_from([(20, 10, 5), (10, 5, 5), (6, 3, 3), (40, 20, 10)]),
+        mark_interval_ms=st.sampled_from([0, 0, 7, 40]),
+    )
+    def set_up(  # type: ignore[override]
+        self,
+        cash: list[int],
+        taker_bps: int,
+        maker_bps: int,
+        position_limit: int,
+        scalar: bool,
+        margins: tuple[int, int, int],
+        mark_interval_ms: int,
+    ) -> None:
+        self.set_up_exchange(
+            cash, taker_bps, maker_bps, position_limit, scalar, "future", margins, mark_interval_ms
+        )
+
+    @rule(buyer=st.integers(0, 30), seller=st.integers(0, 30), share=st.sampled_from([1, 2, 4]))
+    def leveraged_trade(self, buyer: int, seller: int, share: int) -> None:
+        """Two accounts trade as many contracts at the mark as the poorer one's cash
+        margins (or a share of that): positions that a few marks against them drain."""
+        self.pass_due_times()
+        market = self.engine.markets.get(1)
+        if market is None or market.future is None or market.status != MarketStatus.OPEN:
+            return
+        accounts = sorted(self.engine.accounts)
+        buyer_id = accounts[buyer % len(accounts)]
+        seller_id = accounts[seller % len(accounts)]
+        if buyer_id == seller_id:
+            return
+        terms = market.future
+        cash = min(self.engine.accounts[a].cash for a in (buyer_id, seller_id))
+        # the initial margin and a taker fee of up to 2 cents a contract (7 % at 50)
+        quantity = min(cash // (terms.initial_margin + 2) // share, market.position_limit)
+        price = terms.mark if 1 <= terms.mark <= 99 else 50
+        if quantity < 1:
+            return
+        for account_id, side in ((buyer_id, Side.BUY_YES), (seller_id, Side.SELL_YES)):
+            self.place(
+                account_id,
+                1,
+                side,
+                price,
+                quantity,
+                OrderType.LIMIT,
+                TimeInForce.GTC,
+                0,
+                SelfTradePrevention.CANCEL_AGGRESSING,
+                0,
+                0,
+                "fresh",
+            )
+
+    @rule(
+        buyer=st.integers(0, 30),
+        seller=st.integers(0, 30),
+        direction=st.sampled_from(["up", "down"]),
+        marks=st.integers(2, 8),
+    )
+    def squeeze(self, buyer: int, seller: int, direction: str, marks: int) -> None:
+        """A leveraged trade (the two accounts' orders cancelled first, so that their cash
+        is free), then marks the band at a time against one side: its margin runs out, its
+        position is liquidated and the other side's deleveraged."""
+        accounts = sorted(self.engine.accounts)
+        for pick in (buyer, seller):
+            self.apply(MassCancel(accounts[pick % len(accounts)], 0))
+        self.leveraged_trade(buyer, seller, 1)
+        self.mark_market(0, direction, marks)
+
+
 TestEngineMachine = EngineMachine.TestCase
+TestFuturesMachine = FuturesMachine.TestCase
+TestFuturesMachine.settings = settings(
+    max_examples=1_000 if os.environ.get("EVX_HYPOTHESIS_PROFILE") == "explore" else 100,
+    stateful_step_count=80,
+)
 # About 25 s on a 2-core machine (300 runs of up to 80 steps, ~23,000 commands, each audited);
 # EVX_HYPOTHESIS_PROFILE=explore searches with fresh seeds and far more runs.
 TestEngineMachine.settings = settings(

@@ -161,7 +161,9 @@ FIELD_OVERRIDES: dict[tuple[type[Message], str], st.SearchStrategy[Any]] = {
     ),
     (m.Subscribed, "flags"): st.integers(0, SUBSCRIBED_FLAGS_MAX),
     (m.BookSnapshot, "yes_payout"): st.integers(0, constants.contract_payout_cents),
+    (m.BookSnapshot, "mark"): st.integers(0, constants.contract_payout_cents),
     (m.SettledUpdate, "yes_payout"): st.integers(0, constants.contract_payout_cents),
+    (m.MarkUpdate, "mark"): st.integers(0, constants.contract_payout_cents),
 }
 
 
@@ -330,8 +332,12 @@ def largest(cls: type[Message]) -> Message:
             ),
         },
         m.Subscribed: {"flags": SUBSCRIBED_FLAGS_MAX},
-        m.BookSnapshot: {"yes_payout": constants.contract_payout_cents},
+        m.BookSnapshot: {
+            "yes_payout": constants.contract_payout_cents,
+            "mark": constants.contract_payout_cents,
+        },
         m.SettledUpdate: {"yes_payout": constants.contract_payout_cents},
+        m.MarkUpdate: {"mark": constants.contract_payout_cents},
     }
     return cls(**(values | fixes.get(cls, {})))
 
@@ -531,8 +537,12 @@ def random_message(cls: type[Message], rng: random.Random) -> Message:
         m.FeedHello: {"heartbeat_interval_ms": limits.heartbeat_interval_ms_max},
         m.Subscribe: {"flags": rng.randint(0, SUBSCRIBE_FLAGS_MAX)},
         m.Subscribed: {"flags": rng.randint(0, SUBSCRIBED_FLAGS_MAX)},
-        m.BookSnapshot: {"yes_payout": rng.randint(0, constants.contract_payout_cents)},
+        m.BookSnapshot: {
+            "yes_payout": rng.randint(0, constants.contract_payout_cents),
+            "mark": rng.randint(0, constants.contract_payout_cents),
+        },
         m.SettledUpdate: {"yes_payout": rng.randint(0, constants.contract_payout_cents)},
+        m.MarkUpdate: {"mark": rng.randint(0, constants.contract_payout_cents)},
     }
     return dataclasses.replace(message, **fixes.get(cls, {}))
 
@@ -926,7 +936,7 @@ def subscribe_body(flags: int, market_ids: list[int], count: int | None = None) 
 
 
 A_SUBSCRIBE = m.Subscribe(7, 0, (m.MarketFrom(1, 0), m.MarketFrom(2, 5)))
-A_SNAPSHOT = m.BookSnapshot(1, 9, 3, 1, 100, "RAIN", (m.BookLevel(40, 10, 1),), ())
+A_SNAPSHOT = m.BookSnapshot(1, 9, 3, 1, 100, 0, "RAIN", (m.BookLevel(40, 10, 1),), ())
 TOO_MANY_MARKETS = list(range(1, limits.subscribe_markets_max + 2))
 
 
@@ -991,7 +1001,7 @@ def test_heartbeat_and_error_are_messages_of_both_ports(port: Port) -> None:
         ),
         (SERVER, struct.pack(">IB", 100, 0x02), ErrorCode.MESSAGE_TYPE_MUST_BE_KNOWN),  # Login
         (CLIENT, struct.pack(">IB", 100, 0x01), ErrorCode.MESSAGE_TYPE_MUST_BE_KNOWN),  # Challenge
-        (CLIENT, struct.pack(">IB", 100, 0x7D), ErrorCode.MESSAGE_TYPE_MUST_BE_KNOWN),
+        (CLIENT, struct.pack(">IB", 100, 0x7F), ErrorCode.MESSAGE_TYPE_MUST_BE_KNOWN),
         (
             CLIENT,
             frame(0x70, struct.pack(">HHQIII", 1, 1, 0, 99, 0, 0)),

@@ -12,6 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from evx.core import Engine
+from evx.gateway import messages as wire
+from evx.gateway.codec import Connection
 from evx.gateway.feed import (
     MARKET_EVENT_CODES,
     BookImage,
@@ -20,6 +22,7 @@ from evx.gateway.feed import (
     LocalBook,
     book_image,
 )
+from evx.gateway.feed_server import update_frame
 from support.logs import random_log
 
 
@@ -176,3 +179,21 @@ def test_a_local_book_names_its_best_prices_and_keeps_recent_trades() -> None:
     with pytest.raises(FeedGapError, match="expected market_seq 10, got 12"):
         book.apply((35, 1, 12, 1, 45, 0, 0))
     assert book.apply((37, 1, 10, 1, 100)) and book.outcome == 1 and book.status == 5
+
+
+def test_every_market_event_of_a_log_has_its_feed_frame() -> None:
+    """Each market event the engine gives (binary, scalar and futures markets) is sent as
+    a frame whose fields are the event's, and a subscriber's book reads it back."""
+    engine = Engine()
+    seen: set[int] = set()
+    for batch in random_log(7, batches=200):
+        for event in _market_events(engine.apply(batch).events):
+            client = Connection(wire.CLIENT, wire.Port.FEED)
+            client.receive_data(update_frame(event))
+            message = client.next_event()
+            seen.add(event[0])
+            if event[0] == 32:  # MarketCreated: the new market's first image
+                assert isinstance(message, wire.BookSnapshot) and message.market_seq == 1
+                continue
+            assert tuple(getattr(message, name) for name in message.FIELDS) == event[1:]
+    assert seen == set(range(32, 40)), sorted(seen)

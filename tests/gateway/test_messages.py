@@ -68,6 +68,8 @@ EXPECTED_MESSAGES = {
     "OrderGroupUpdated": (0x2A, "SERVER_TO_CLIENT", 37),
     "PositionsConverted": (0x2B, "SERVER_TO_CLIENT", 36),
     "PayoutReleased": (0x2C, "SERVER_TO_CLIENT", 36),
+    "VariationMargin": (0x2D, "SERVER_TO_CLIENT", 45),
+    "PositionReduced": (0x2E, "SERVER_TO_CLIENT", 49),
     "QueryOpenOrders": (0x30, "CLIENT_TO_SERVER", 12),
     "QueryPositions": (0x31, "CLIENT_TO_SERVER", 12),
     "QueryBalance": (0x32, "CLIENT_TO_SERVER", 12),
@@ -173,9 +175,16 @@ LARGEST_BY_FIELD = {
     "filled": constants.id_max,
     "event_id": constants.events_max,
     "released": constants.exchange_money_max_cents,
+    "mark": constants.contract_payout_cents,
+    "variation": constants.account_cash_max_cents,
+    "margin": constants.account_cash_max_cents,
     "triggered": 1,
 }
-LARGEST_REASON = {"CommandRejected": max(Reject), "OrderCancelled": max(CancelReason)}
+LARGEST_REASON = {
+    "CommandRejected": max(Reject),
+    "OrderCancelled": max(CancelReason),
+    "PositionReduced": 2,  # deleveraged
+}
 
 
 def extreme_events(event_class: type) -> list[Any]:

@@ -20,7 +20,9 @@ from evx.core import (
     CreateMarket,
     MarketKind,
     MarketStatus,
+    MarkMarket,
     Reject,
+    SetMargins,
     SetMarketStatus,
     SettleEvent,
     Side,
@@ -508,4 +510,49 @@ async def test_an_event_nets_converts_and_settles_through_the_protocol(tmp_path:
         async with Client(nodes, account_id=bob_id, key=bob_key) as bob:
             balance = await bob.balance()
             assert (balance.cash, balance.held) == (1_000_000 + 5, 0)  # paid 95 for 100
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_futures_position_is_marked_and_liquidated_through_the_protocol(
+    tmp_path: Path,
+) -> None:
+    """Margins, marks and liquidation as a client sees them: the short's margin drains by
+    VariationMargin reports, then a PositionReduced (liquidated) closes most of it."""
+    layout = single_node_layout(tmp_path)
+    async with trio.open_nursery() as nursery:
+        node = await start_node(nursery, layout)
+        nodes = [("127.0.0.1", node.gateway_port)]
+        async with operator_client(layout, node) as operator:
+            _, traders = await open_market_with_traders(operator, ["alice", "bob"], cash=300)
+            made = await operator.operate(
+                CreateMarket("FUT", MarketKind.FUTURE, 0, 0, 0, 1_000, 0, 100)
+            )
+            future = made.event_values()[0][1]
+            await operator.operate(SetMargins(future, 20, 10, 5, 0))
+            await operator.operate(SetMarketStatus(future, MarketStatus.OPEN))
+            (alice_id, alice_key), (bob_id, bob_key) = traders["alice"], traders["bob"]
+            async with (
+                Client(nodes, account_id=alice_id, key=alice_key) as alice,
+                Client(nodes, account_id=bob_id, key=bob_key) as bob,
+            ):
+                await alice.place(future, Side.BUY_YES, 50, 10)
+                sold = await bob.place(future, Side.SELL_YES, 50, 10)
+                assert isinstance(sold, wire.OrderAccepted), sold
+                balance = await bob.balance(sold.applied_index)
+                assert (balance.cash, balance.held) == (100, 200)
+                for price in range(55, 80, 5):
+                    marked = await operator.operate(MarkMarket(future, price))
+                    assert EVENTS.from_canonical(marked.event_values()[0]).mark == price
+                with trio.fail_after(5):
+                    while not any(isinstance(r, wire.PositionReduced) for r in bob._reports):
+                        await trio.sleep(0.01)
+                reports = bob.drain_reports()
+                variations = [r.variation for r in reports if isinstance(r, wire.VariationMargin)]
+                assert variations == [-50] * 5
+                reduced = next(r for r in reports if isinstance(r, wire.PositionReduced))
+                # bob's 300: 200 of margin, 100 of cash; five marks of 50 leave 50 of
+                # margin < 10 * 10: he keeps 50 // 20 = 2 contracts
+                assert (reduced.quantity, reduced.position, reduced.reason) == (8, -2, 1)
+                positions = await alice.positions(reduced.applied_index)
+                assert [(p.market_id, p.position) for p in positions.positions] == [(future, 2)]
         nursery.cancel_scope.cancel()

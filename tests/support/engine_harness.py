@@ -38,6 +38,8 @@ OUTCOME_TYPES = frozenset(
         "PositionsConverted",
         "EventCreated",
         "EventSettled",
+        "MarginsSet",
+        "MarketMarked",
     }
 )
 

@@ -15,10 +15,12 @@ from evx.core import (
     Deposit,
     MarketKind,
     MarketStatus,
+    MarkMarket,
     MassCancel,
     NewOrder,
     ReplaceOrder,
     ResetOrderGroup,
+    SetMargins,
     SetMarketStatus,
     SetOrderGroup,
     SettleEvent,
@@ -27,13 +29,16 @@ from evx.core import (
 )
 
 ACCOUNTS = 6
-MARKETS = 6  # three on their own; then the three of event 1 (exhaustive)
+MARKETS = 7  # three on their own; the three of event 1 (exhaustive); a futures market
 EVENT_MARKETS = (4, 5, 6)
+FUTURE = 7
 
 
 def random_log(seed: int, batches: int = 200, per_batch: int = 12) -> list[Batch]:
     """A log that opens markets, trades them hard, expires, closes and settles some: three
-    on their own and an exhaustive event of three, whose NO are sometimes converted."""
+    on their own, an exhaustive event of three, whose NO are sometimes converted, and a
+    futures market on thin margins, marked now and then, whose margins are raised half way
+    (which liquidates the positions that cannot pay)."""
     rng = random.Random(seed)
     log = [
         Batch.of(
@@ -49,6 +54,10 @@ def random_log(seed: int, batches: int = 200, per_batch: int = 12) -> list[Batch
             + [
                 CreateMarket(f"ELECT-{n}", MarketKind.BINARY, position_limit=200, event_id=1)
                 for n in range(1, 4)
+            ]
+            + [
+                CreateMarket("FUT-1", MarketKind.FUTURE, position_limit=400, floor=0, cap=100),
+                SetMargins(FUTURE, 6, 3, 3, 0),
             ]
             + [SetMarketStatus(m, MarketStatus.OPEN) for m in range(1, MARKETS + 1)]
             + [SetOrderGroup(n, 1, 60, 50) for n in range(1, ACCOUNTS + 1)]
@@ -133,6 +142,11 @@ def random_log(seed: int, batches: int = 200, per_batch: int = 12) -> list[Batch
                 commands.append(SetMarketStatus(market, rng.choice((2, 2, 2, 2, 3))))
             else:
                 commands.append((rng.randint(0, 99), "garbage", rng.random()))
+        if rng.random() < 0.1:
+            commands.append(MarkMarket(FUTURE, 0))  # from the book, at most the band
+        if number == batches // 2:
+            # margins raised at once: positions their accounts cannot cover are liquidated
+            commands.append(SetMargins(FUTURE, 100, 100, 3, 0))
         if number == batches * 3 // 4:
             commands += [SetMarketStatus(3, MarketStatus.CLOSED), SettleMarket(3, 777)]
         if number == batches * 7 // 8:

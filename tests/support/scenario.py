@@ -21,6 +21,8 @@ Commands (prices in the terms of the side, as a client sends them):
     convert Q          (ConvertNo of Q contracts, in the row's market)
     op open|halt|close|settle yes|no|VALUE|configure TAKER MAKER LIMIT|tick T (-> ok)
     op EVENT settle WINNER|none   (SettleEvent)
+    op mark P                      (MarkMarket: a futures market; 0: from its book)
+    op margins I M B T             (SetMargins: initial, maintenance, band, interval ms)
 
 A row acts on market MKT unless the word after the actor is another market's ticker
 (`alice A buy_no 1 @ 70`, `op A close`); `add_event` makes events and their markets.
@@ -48,6 +50,7 @@ from evx.core import (
     Deposit,
     MarketKind,
     MarketStatus,
+    MarkMarket,
     MassCancel,
     NewOrder,
     OrderAccepted,
@@ -62,6 +65,7 @@ from evx.core import (
     ReplaceOrder,
     ResetOrderGroup,
     SelfTradePrevention,
+    SetMargins,
     SetMarketStatus,
     SetOrderGroup,
     SettleEvent,
@@ -161,6 +165,43 @@ class Scenario:
         for market in markets:
             self.harness.do(SetMarketStatus(self.markets[market], MarketStatus.OPEN))
         return event_id
+
+    def add_future(
+        self,
+        ticker: str,
+        *,
+        floor: int = 0,
+        cap: int = 100,
+        margins: tuple[int, int, int] = (20, 10, 5),
+        mark_interval_ms: int = 0,
+        mark: int = 50,
+        taker_fee_bps: int = 0,
+        maker_fee_bps: int = 0,
+        position_limit: int = 1_000_000,
+    ) -> int:
+        """An open futures market on [floor, cap] with these margins, marked at `mark`."""
+        made = self.harness.do(
+            CreateMarket(
+                ticker,
+                MarketKind.FUTURE,
+                0,
+                taker_fee_bps,
+                maker_fee_bps,
+                position_limit,
+                floor,
+                cap,
+            )
+        )
+        assert not isinstance(made[0], CommandRejected), made
+        market_id = self.markets[ticker] = made[0].market_id
+        for command in (
+            SetMargins(market_id, *margins, mark_interval_ms),
+            MarkMarket(market_id, mark),
+            SetMarketStatus(market_id, MarketStatus.OPEN),
+        ):
+            done = self.harness.do(command)
+            assert not isinstance(done[0], CommandRejected), done
+        return market_id
 
     @property
     def engine(self):
@@ -313,6 +354,11 @@ class Scenario:
         if verb == "configure":
             taker, maker, limit = (int(word) for word in words[1:4])
             return self.harness.do(ConfigureMarket(mid, taker, maker, limit))
+        if verb == "mark":
+            return self.harness.do(MarkMarket(mid, int(words[1])))
+        if verb == "margins":
+            initial, maintenance, band, interval = (int(word) for word in words[1:5])
+            return self.harness.do(SetMargins(mid, initial, maintenance, band, interval))
         raise AssertionError(f"unknown operator command {verb}")
 
     # -- Checks ---------------------------------------------------------------------------

@@ -121,8 +121,10 @@ async def test_an_operator_runs_accounts_money_and_a_market_from_the_command_lin
             assert code == 1 and "market must exist" in out, out
 
             code, out = await evx("event", "create", "ELECT")
+            assert code == 2, out  # the kind is not guessed
+            code, out = await evx("event", "create", "ELECT", "--kind", "exhaustive")
             assert code == 0 and "event 1 ELECT created (exhaustive" in out, out
-            code, out = await evx("event", "create", "ELECT")
+            code, out = await evx("event", "create", "ELECT", "--kind", "exhaustive")
             assert code == 3 and "event 1 has ticker 'ELECT'" in out, out
             for ticker in ("ELECT-A", "ELECT-B"):
                 code, out = await evx("market", "create", ticker, "--event", "1")
@@ -140,4 +142,22 @@ async def test_an_operator_runs_accounts_money_and_a_market_from_the_command_lin
             assert engine.markets[3].yes_payout == 100 and engine.markets[2].yes_payout == 0
             code, out = await evx("event", "settle", "1", "3")
             assert code == 3 and "event 1 is settled so" in out, out
+
+            code, out = await evx("market", "create", "GDP-F", "--future", "0", "100")
+            assert code == 0 and "market 4 GDP-F created (future on [0, 100])" in out, out
+            code, out = await evx(
+                "market", "margins", "4", "--initial", "20", "--maintenance", "30", "--band", "5"
+            )
+            assert code == 1 and "margins must be in order" in out, out
+            code, out = await evx(
+                "market", "margins", "4", "--initial", "30", "--maintenance", "15", "--band", "5"
+            )
+            assert code == 0 and "initial margin 30, maintenance 15" in out, out
+            code, out = await evx("market", "mark", "4", "60")
+            assert code == 0 and "marked at 60" in out, out  # nobody holds a position yet
+            code, out = await evx("market", "mark", "4")
+            assert code == 0 and "marked at 60" in out, out  # an empty book keeps it
+            assert engine.markets[4].future.mark == 60
+            code, out = await evx("market", "mark", "1", "60")
+            assert code == 1 and "market must be a future" in out, out
         node.stop()
