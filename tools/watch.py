@@ -39,6 +39,8 @@ _KINDS = {
     wire.StatusUpdate: "status",
     wire.SettledUpdate: "settled",
     wire.ConfigUpdate: "config",
+    wire.MarkUpdate: "mark",
+    wire.MarginUpdate: "margins",
 }
 
 
@@ -115,6 +117,8 @@ def render(book: LocalBook | None, feed: FeedClient, market_id: int, levels: int
         f"{book.market_seq})   node {feed.node_id}   applied {feed.applied_index}   "
         f"gaps repaired {feed.statistics.repairs}"
     )
+    if book.mark:
+        header.append(f"   mark {book.mark}c")
     if book.status == MarketStatus.SETTLED:
         header.append(f"\nsettled: outcome {book.outcome}, YES pays {book.yes_payout}c")
     ladder = Table(title="book (YES cents)", show_edge=False)
