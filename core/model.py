@@ -590,6 +590,7 @@ def side_costs(am: AccountMarket) -> tuple[int, int]:
 
 def market_hold(am: AccountMarket) -> int:
     """The hold of an account in a market on its own: the worse of its two scenarios."""
+    # side_costs written out: this runs on every order, cancel and fill of most markets
     bids = am.bid_notional + am.bid_fee_bound
     asks = am.ask_notional + am.ask_fee_bound
     taker = am.taker_bound
